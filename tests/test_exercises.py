@@ -1,0 +1,58 @@
+"""Tests of the exercise checkers in utils.exercises: right answers pass, wrong ones fail loudly."""
+import numpy as np
+import pytest
+import torch
+
+from utils import exercises
+
+
+def _stable_f_emp(y, X, sigma):
+    d2 = ((y[:, None, :] - X[None]) ** 2).sum(-1)
+    logits = -d2 / (2 * sigma ** 2)
+    logits -= logits.max(1, keepdims=True)
+    w = np.exp(logits)
+    return (w / w.sum(1, keepdims=True)) @ X
+
+
+def _naive_f_emp(y, X, sigma):
+    d2 = ((y[:, None, :] - X[None]) ** 2).sum(-1)
+    w = np.exp(-d2 / (2 * sigma ** 2))
+    with np.errstate(invalid="ignore"):
+        return (w / w.sum(1, keepdims=True)) @ X
+
+
+def test_empirical_denoiser_checker_accepts_correct_numpy_and_torch(capsys):
+    assert exercises.check_empirical_denoiser(_stable_f_emp) is True
+    assert "Correct" in capsys.readouterr().out
+    torch_version = lambda y, X, s: torch.softmax(  # noqa: E731
+        -torch.cdist(torch.from_numpy(y), torch.from_numpy(X)) ** 2 / (2 * s ** 2), 1) @ torch.from_numpy(X)
+    assert exercises.check_empirical_denoiser(torch_version) is True
+
+
+def test_empirical_denoiser_checker_rejects_naive_softmax():
+    with pytest.raises(AssertionError, match="NaN.*log-sum-exp"):
+        exercises.check_empirical_denoiser(_naive_f_emp)
+
+
+@pytest.mark.parametrize("wrong, pattern", [
+    (lambda y, X, s: _stable_f_emp(y, X, 2 * s), "moderate noise"),          # wrong temperature
+    (lambda y, X, s: _stable_f_emp(y, X, s)[:, :-1], "shape"),               # wrong shape
+    (lambda y, X, s: X[np.argmin(((y[:, None] - X[None]) ** 2).sum(-1), 1)], "moderate noise"),  # hard argmin
+    (lambda y, X, s: 1 / 0, "ZeroDivisionError"),                           # crashes
+    (lambda y, X, s: "abc", "array of numbers"),                             # not numbers
+])
+def test_empirical_denoiser_checker_rejects_wrong_answers(wrong, pattern):
+    with pytest.raises(AssertionError, match=pattern):
+        exercises.check_empirical_denoiser(wrong)
+
+
+def test_empirical_denoiser_checker_hard_argmin_fails_at_the_tie():
+    def argmin_when_small(y, X, s):
+        return X[np.argmin(((y[:, None] - X[None]) ** 2).sum(-1), 1)] if s < 0.1 else _stable_f_emp(y, X, s)
+    with pytest.raises(AssertionError, match="tie"):
+        exercises.check_empirical_denoiser(argmin_when_small)
+
+
+def test_empirical_denoiser_checker_needs_a_callable():
+    with pytest.raises(TypeError, match="function"):
+        exercises.check_empirical_denoiser(42)

@@ -1,0 +1,199 @@
+"""Experiments on the regimes of the ReLU DAE: hybrid (imbalanced) training sets, regime
+summaries, per-sample memorization measures, and the sweep over the training-set size n.
+
+Shapes: training set X (n, d); a model maps (m, d) -> (m, d) and has ``encode`` (m, d) -> (m, p)
+and ``encoder_weight`` (p, d) (see :class:`utils.models.ReLUDAE`). A *reference* denoiser is any
+callable ``ref(y) -> x_hat`` on (m, d) batches, e.g. the Bayes-optimal denoiser of the mixture.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import metrics
+from .checks import as_float_tensor, check_positive_int, check_sigma
+
+
+@dataclass
+class HybridData:
+    """A training set in which a few samples are repeated many times.
+
+    Attributes:
+        X: (N, d) the training set (base rows first, then the extra copies).
+        labels: (N,) int64 component labels, or None when none were given.
+        source: (N,) int64 index into the base set of the sample each row is a copy of.
+        repeated: (m,) int64 indices into the base set of the repeated samples.
+        is_repeated: (N,) bool, True for every row that is (a copy of) a repeated sample.
+    """
+    X: torch.Tensor
+    labels: torch.Tensor | None
+    source: torch.Tensor
+    repeated: torch.Tensor
+    is_repeated: torch.Tensor
+
+    @property
+    def n_base(self) -> int:
+        return int(self.source.max()) + 1
+
+
+def hybrid_dataset(X, labels=None, *, n_repeated: int, copies: int, seed: int = 0) -> HybridData:
+    """Repeat ``n_repeated`` randomly chosen rows of ``X`` (n, d) so that each appears ``copies``
+    times in total; the others appear once. Returns a :class:`HybridData` with N = n +
+    n_repeated * (copies - 1) rows. Copies are exact duplicates, as in the duplicated training
+    images that diffusion models are known to memorize."""
+    Xt = as_float_tensor(X, "X", ndim=2)
+    n = Xt.shape[0]
+    n_repeated = check_positive_int(n_repeated, "n_repeated")
+    copies = check_positive_int(copies, "copies", minimum=2)
+    if n_repeated > n:
+        raise ValueError(f"n_repeated ({n_repeated}) cannot exceed the number of rows of X ({n})")
+    lab = None
+    if labels is not None:
+        lab = torch.as_tensor(labels).long()
+        if lab.shape != (n,):
+            raise ValueError(f"labels must have shape ({n},), got {tuple(lab.shape)}")
+    gen = torch.Generator().manual_seed(int(seed))
+    rep = torch.randperm(n, generator=gen)[:n_repeated].sort().values
+    extra = rep.repeat_interleave(copies - 1)
+    source = torch.cat([torch.arange(n), extra])
+    is_rep = torch.zeros(n, dtype=torch.bool)
+    is_rep[rep] = True
+    return HybridData(X=Xt[source].clone(), labels=None if lab is None else lab[source].clone(),
+                      source=source, repeated=rep, is_repeated=is_rep[source])
+
+
+def noisy(X, sigma: float, *, copies: int = 1, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``copies`` noisy versions y = x + sigma * eps of every row of ``X`` (n, d).
+
+    Returns (Y (n * copies, d) float32, source (n * copies,) int64 row index of X), rows grouped
+    by copy (all of X once, then all of X again, ...)."""
+    Xt = as_float_tensor(X, "X", ndim=2).float()
+    s = float(check_sigma(sigma))
+    copies = check_positive_int(copies, "copies")
+    gen = torch.Generator().manual_seed(int(seed))
+    Xr = Xt.repeat(copies, 1)
+    return Xr + s * torch.randn(Xr.shape, generator=gen), torch.arange(len(Xt)).repeat(copies)
+
+
+def _mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-row mean squared error per coordinate -> (m,)."""
+    return ((a.double() - b.double()) ** 2).mean(1)
+
+
+@torch.no_grad()
+def regime_summary(model, X_train, X_test, sigma: float, *, reference: Callable | None = None,
+                   n_eval: int = 2000, seed: int = 0) -> dict:
+    """The numbers that tell the regimes apart, as a dict of floats.
+
+    Errors are mean squared errors per coordinate, (1/d) E||f(x + sigma eps) - x||^2, on up to
+    ``n_eval`` rows of each set (one noise draw each). Keys:
+
+    * ``train_mse``, ``test_mse``, ``gap_ratio`` = test / train;
+    * ``ref_mse`` (reference on the test inputs) and ``mse_over_ref`` = test / ref, if ``reference``;
+    * ``top1_share``, ``participation_ratio``: medians over the noisy test inputs;
+    * ``weight_cosine``: median over neurons of the largest cosine to a training sample, and
+      ``weight_cosine_max`` its maximum; ``data_cosine``: median over training samples of the
+      largest cosine to *another* training sample (the baseline a weight is compared with);
+    * ``dist_emp``, ``dist_ref``: per-coordinate mean squared distance of the model's outputs on
+      test inputs to the empirical denoiser f_emp and to the reference.
+    """
+    from .diffusion import empirical_denoiser
+    Xtr = as_float_tensor(X_train, "X_train", ndim=2).float()
+    Xte = as_float_tensor(X_test, "X_test", ndim=2).float()
+    if Xtr.shape[1] != Xte.shape[1]:
+        raise ValueError(f"X_train has {Xtr.shape[1]} features but X_test has {Xte.shape[1]}")
+    s = float(check_sigma(sigma))
+    n_eval = check_positive_int(n_eval, "n_eval")
+    gen = torch.Generator().manual_seed(int(seed))
+    tr = Xtr[torch.randperm(len(Xtr), generator=gen)[:n_eval]]
+    te = Xte[:n_eval]
+    y_tr, _ = noisy(tr, s, seed=seed)
+    y_te, _ = noisy(te, s, seed=seed + 1)
+    out_te = model(y_te)
+    res = {"train_mse": float(_mse(model(y_tr), tr).mean()), "test_mse": float(_mse(out_te, te).mean())}
+    res["gap_ratio"] = res["test_mse"] / res["train_mse"]
+    H = model.encode(y_te)
+    res["top1_share"] = float(np.median(metrics.spikiness(H, "top1_share")))
+    res["participation_ratio"] = float(np.median(metrics.participation_ratio(H)))
+    wc = metrics.weight_data_cosine(model.encoder_weight, Xtr)
+    res["weight_cosine"], res["weight_cosine_max"] = float(np.median(wc)), float(wc.max())
+    C = metrics.cosine_matrix(tr[:500], Xtr)
+    C[C > 1 - 1e-6] = -np.inf          # a sample itself and its exact duplicates do not count
+    best = C.max(1)
+    res["data_cosine"] = float(np.median(best[np.isfinite(best)])) if np.isfinite(best).any() else float("nan")
+    res["dist_emp"] = float(_mse(out_te, empirical_denoiser(y_te, Xtr, s)).mean())
+    if reference is not None:
+        ref = torch.as_tensor(reference(y_te)).float()
+        res["ref_mse"] = float(_mse(ref, te).mean())
+        res["mse_over_ref"] = res["test_mse"] / res["ref_mse"]
+        res["dist_ref"] = float(_mse(out_te, ref).mean())
+    return res
+
+
+@torch.no_grad()
+def per_sample_measures(model, X, sigma: float, *, copies: int = 4, reference: Callable | None = None,
+                        seed: int = 0) -> dict:
+    """Memorization measures for each row x of ``X`` (n, d), averaged over ``copies`` noisy
+    inputs y = x + sigma eps. Returns a dict of (n,) float64 arrays:
+
+    * ``top1_share``, ``participation_ratio``, ``hoyer``: spikiness of h(y) (mean over copies);
+    * ``weight_cosine``: the largest cosine between x and any neuron's weight (encoder row);
+    * ``error``: (1/d)||f(y) - x||^2, mean over copies;
+    * with ``reference``: ``ref_error`` likewise and ``pull_ratio`` = error / ref_error. A ratio
+      well below 1 means the model pulls noisy inputs back onto this very sample better than any
+      denoiser that only knows the distribution can: it has stored the sample.
+    """
+    Xt = as_float_tensor(X, "X", ndim=2).float()
+    n = len(Xt)
+    Y, src = noisy(Xt, sigma, copies=copies, seed=seed)
+    H = model.encode(Y)
+
+    def avg(v):
+        return np.bincount(src.numpy(), weights=np.asarray(v, dtype=np.float64), minlength=n) / copies
+
+    res = {"top1_share": avg(metrics.spikiness(H, "top1_share")),
+           "participation_ratio": avg(metrics.participation_ratio(H)),
+           "hoyer": avg(metrics.spikiness(H, "hoyer")),
+           "weight_cosine": metrics.cosine_matrix(Xt, model.encoder_weight).max(1)}
+    Xr = Xt[src]
+    res["error"] = avg(_mse(model(Y), Xr).numpy())
+    if reference is not None:
+        res["ref_error"] = avg(_mse(torch.as_tensor(reference(Y)).float(), Xr).numpy())
+        res["pull_ratio"] = res["error"] / res["ref_error"]
+    return res
+
+
+def phase_sweep(ns, X_pool, X_test, *, p: int, sigma: float, reference: Callable | None = None,
+                fit_kwargs: dict | None = None, seed: int = 0, n_eval: int = 1000,
+                keep_models: bool = False, tied: bool = True) -> dict:
+    """Train one ReLU DAE (``utils.models.ReLUDAE(d, p)``, fitted by ``utils.train.fit_dae``) on
+    the first n rows of ``X_pool`` for each n in ``ns`` and summarise it with
+    :func:`regime_summary` on ``X_test``.
+
+    Returns a dict: ``"n"`` (len(ns),) int array, one (len(ns),) float array per key of
+    :func:`regime_summary`, and ``"models"`` (a list) when ``keep_models``.
+    """
+    from .models import ReLUDAE
+    from .train import fit_dae
+    ns = [check_positive_int(int(v), "n") for v in ns]
+    Xp = as_float_tensor(X_pool, "X_pool", ndim=2).float()
+    if max(ns) > len(Xp):
+        raise ValueError(f"the largest n ({max(ns)}) exceeds the rows of X_pool ({len(Xp)})")
+    rows, models = [], []
+    for n in ns:
+        model = ReLUDAE(Xp.shape[1], p, tied=tied, seed=seed)
+        fit_dae(model, Xp[:n], sigma=sigma, seed=seed, **(fit_kwargs or {}))
+        model.eval()
+        rows.append(regime_summary(model, Xp[:n], X_test, sigma, reference=reference,
+                                   n_eval=n_eval, seed=seed))
+        if keep_models:
+            models.append(model)
+    out = {"n": np.array(ns)}
+    for key in rows[0]:
+        out[key] = np.array([r[key] for r in rows])
+    if keep_models:
+        out["models"] = models
+    return out
