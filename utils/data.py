@@ -40,6 +40,7 @@ import functools
 import gzip
 import hashlib
 import http.client
+import importlib.util
 import io
 import json
 import math
@@ -226,8 +227,8 @@ def _download(url: str, dest: Path, algo: str, digest: str, dataset: str) -> Non
         raise
     if h.hexdigest() != digest:
         tmp.unlink(missing_ok=True)
-        raise DatasetChecksumError(f"{dataset}: downloaded {url} but its {algo} is {h.hexdigest()}, "
-                                   f"expected {digest}; the file was discarded.")
+        raise DatasetChecksumError(f"{dataset}: downloaded {url} but its {algo} is "
+                                   f"{h.hexdigest()}, expected {digest}; the file was discarded.")
     os.replace(tmp, dest)
 
 
@@ -283,10 +284,20 @@ def _luma(rgb: np.ndarray) -> np.ndarray:
 
 @functools.lru_cache(maxsize=1)
 def _load_digits():
-    from sklearn.datasets import load_digits
-    d = load_digits()
-    x = d.images.astype(np.float32)[:, None] / 8.0 - 1.0          # 0..16 -> [-1, 1]
-    y = d.target.astype(np.int64)
+    # Read scikit-learn's bundled digits.csv.gz (64 pixels + label per row) directly, which is
+    # what sklearn.datasets.load_digits does, without importing sklearn.datasets (seconds).
+    spec = importlib.util.find_spec("sklearn")
+    path = (Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
+            if spec is not None and spec.submodule_search_locations else None)
+    if path is not None and path.exists():
+        table = np.loadtxt(path, delimiter=",")
+        images, target = table[:, :-1].reshape(-1, 8, 8), table[:, -1]
+    else:
+        from sklearn.datasets import load_digits
+        d = load_digits()
+        images, target = d.images, d.target
+    x = images.astype(np.float32)[:, None] / 8.0 - 1.0            # 0..16 -> [-1, 1]
+    y = target.astype(np.int64)
     x.setflags(write=False)
     y.setflags(write=False)                                       # cached: never modified
     return x, y
@@ -462,15 +473,22 @@ def _celeba_listing() -> dict:
     try:
         api = HfApi()
         revision = api.dataset_info(_CELEBA_REPO).sha
-        files = {}
+        files, unchecked = {}, []
         for entry in api.list_repo_tree(_CELEBA_REPO, path_in_repo="data", recursive=True,
                                         repo_type="dataset", revision=revision):
+            if not entry.path.endswith(".parquet"):
+                continue
             lfs = getattr(entry, "lfs", None)
-            if entry.path.endswith(".parquet") and lfs is not None:
+            if lfs is None:
+                unchecked.append(entry.path)
+            else:
                 files[entry.path] = {"sha256": lfs.sha256, "size": int(lfs.size)}
     except Exception as exc:  # noqa: BLE001 - hub and HTTP errors vary across versions
         raise DatasetUnavailableError(f"celeba: could not list {_CELEBA_REPO} on the Hugging Face "
                                       f"Hub ({type(exc).__name__}: {exc}).") from exc
+    if unchecked:
+        raise DatasetChecksumError(f"celeba: the Hub reports no sha256 for {', '.join(unchecked)} "
+                                   f"in {_CELEBA_REPO}@{revision}, so they cannot be verified.")
     return {"repo_id": _CELEBA_REPO, "revision": revision, "files": files}
 
 
@@ -560,7 +578,8 @@ def load_images(name: str, n: int | None = None, *, size=None, seed: int = 0,
         DatasetChecksumError: a cached or downloaded file does not match its checksum.
     """
     if not isinstance(name, str):
-        raise TypeError(f"name must be a string, one of {', '.join(DATASETS)}; got {type(name).__name__}")
+        raise TypeError(f"name must be a string, one of {', '.join(DATASETS)}; "
+                        f"got {type(name).__name__}")
     key = name.lower()
     if key not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
