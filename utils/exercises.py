@@ -83,3 +83,87 @@ def check_empirical_denoiser(fn) -> bool:
     print(f"Correct: your empirical denoiser matches the reference on all {len(cases)} cases "
           "(moderate noise, tiny noise in d=2048, a tie, huge noise).")
     return True
+
+
+def _call(fn, args, case: str):
+    try:
+        return fn(*args)
+    except Exception as exc:
+        raise AssertionError(f"case '{case}': your function raised {type(exc).__name__}: {exc}") from exc
+
+
+def check_optimal_linear_denoiser(fn) -> bool:
+    """Check a reader's ``fn(S, sigma, q) -> A`` (chapter 4): the rank-<=q matrix A (d, d) that
+    minimizes E||A(x + sigma eps) - x||^2 for data with second moment S (d, d), i.e. the top-q
+    eigenvectors of S kept with gains lambda/(lambda + sigma^2); q = None means no rank limit.
+
+    Cases: a random S with q = None, with q = 2, a rank-deficient S (a low-rank cluster), and a
+    large noise level. Raises ``AssertionError`` naming the failing case, else prints and returns True.
+    """
+    from .linear_dae import optimal_linear_denoiser
+
+    if not callable(fn):
+        raise TypeError("pass your function itself, e.g. check_optimal_linear_denoiser(my_fn)")
+    rng = np.random.default_rng(4321)
+    B = rng.standard_normal((6, 6))
+    S_full = B @ B.T / 6
+    mu, U = rng.standard_normal(8), np.linalg.qr(rng.standard_normal((8, 2)))[0]
+    S_low = np.outer(mu, mu) + (U * np.array([2.0, 0.5])) @ U.T
+    cases = [("full-rank S, no rank limit", S_full, 0.5, None),
+             ("full-rank S, rank limit q=2", S_full, 0.5, 2),
+             ("rank-3 cluster second moment, q=5", S_low, 0.3, 5),
+             ("large noise sigma=10, q=3", S_full, 10.0, 3)]
+    hints = {0: "the unconstrained optimum is S (S + sigma^2 I)^{-1}",
+             1: "keep only the q eigenvectors with the LARGEST eigenvalues of S, each with gain "
+                "lambda / (lambda + sigma^2)",
+             2: "eigenvalues that are 0 get gain 0: the answer has rank 3 even though q = 5",
+             3: "with sigma^2 >> lambda the gains are small, lambda / (lambda + sigma^2), not 1"}
+    for k, (name, S, sigma, q) in enumerate(cases):
+        want = optimal_linear_denoiser(S, sigma, q)
+        got = _as_numpy(_call(fn, (S.copy(), sigma, q), name), "your function")
+        if got.shape != want.shape:
+            raise AssertionError(f"case '{name}': returned shape {got.shape}, expected {want.shape}")
+        try:
+            _close(got, want, f"case '{name}'", rtol=1e-6, atol=1e-8)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}. Hint: {hints[k]}") from None
+    print(f"Correct: your optimal linear denoiser matches the reference on all {len(cases)} cases.")
+    return True
+
+
+def check_spikiness(fn, kind: str) -> bool:
+    """Check a reader's spikiness measure ``fn(H) -> (n,)`` (chapter 5) against
+    ``utils.metrics.spikiness(H, kind)`` (or ``participation_ratio`` for kind="participation_ratio").
+
+    ``fn`` receives a float64 NumPy array H (n, p) with non-negative entries. Cases: random
+    representations, one-hot and constant rows (the extremes), an all-zero row (must give 0), and
+    a rescaled copy (a scale-invariant measure must not change). Raises ``AssertionError`` naming
+    the failing case, else prints and returns True.
+    """
+    from . import metrics
+
+    valid = metrics.SPIKINESS_KINDS + ("participation_ratio",)
+    if kind not in valid:
+        raise ValueError(f"unknown kind {kind!r}; choose one of {valid}")
+    if not callable(fn):
+        raise TypeError("pass your function itself, e.g. check_spikiness(my_hoyer, 'hoyer')")
+    ref = metrics.participation_ratio if kind == "participation_ratio" else \
+        (lambda H: metrics.spikiness(H, kind))
+    rng = np.random.default_rng(99)
+    H = np.maximum(rng.standard_normal((12, 9)), 0) + 0.01
+    extremes = np.zeros((2, 9)); extremes[0, 4] = 3.0; extremes[1] = 0.7
+    zero = np.vstack([H[:2], np.zeros((1, 9))])
+    cases = [("random non-negative rows", H), ("one-hot and constant rows", extremes),
+             ("an all-zero row (must give 0)", zero), ("the random rows times 7.5", 7.5 * H)]
+    for name, M in cases:
+        want = np.asarray(ref(M), dtype=np.float64)
+        got = _as_numpy(_call(fn, (M.copy(),), name), "your function")
+        if got.shape != want.shape:
+            raise AssertionError(f"case '{name}': returned shape {got.shape}, expected {want.shape} "
+                                 "(one value per row of H)")
+        if not np.isfinite(got).all():
+            raise AssertionError(f"case '{name}': the output contains NaN or inf; an all-zero row "
+                                 "must give 0 (guard the division)")
+        _close(got, want, f"case '{name}'", rtol=1e-6, atol=1e-9)
+    print(f"Correct: your {kind} matches utils.metrics on all {len(cases)} cases.")
+    return True
