@@ -14,7 +14,7 @@ import importlib
 
 __all__ = [
     "data", "metrics", "diffusion", "models", "train", "representations", "steering",
-    "plotting", "seeding", "checks", "gmm", "bootstrap",
+    "plotting", "seeding", "checks", "gmm", "bootstrap", "unet", "train_unet", "dropdown_explorer",
 ]
 
 

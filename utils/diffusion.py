@@ -14,7 +14,7 @@ import torch
 from .checks import as_float_tensor, check_positive_int, check_sigma
 
 
-def empirical_denoiser(y, X_train, sigma, *, chunk_size: int = 256) -> torch.Tensor:
+def empirical_denoiser(y, X_train, sigma, *, chunk_size: int | None = None) -> torch.Tensor:
     """The exact minimizer of the denoising loss on a finite training set.
 
     f_emp(y) = sum_i w_i(y) x_i with w(y) = softmax_i(-||y - x_i||^2 / (2 sigma^2)).
@@ -23,7 +23,8 @@ def empirical_denoiser(y, X_train, sigma, *, chunk_size: int = 256) -> torch.Ten
         y: noisy inputs, (m, d) or images (m, C, H, W).
         X_train: training set with the same trailing shape, (n, d) or (n, C, H, W).
         sigma: noise level, a positive float or an (m,) tensor (one per input).
-        chunk_size: inputs processed at once (bounds memory at chunk_size * n floats).
+        chunk_size: inputs processed at once; memory is about chunk_size * n float64s. The
+            default picks the largest chunk with chunk_size * n <= 2**24 (128 MB).
     Returns:
         Tensor shaped like ``y`` in y's floating dtype.
 
@@ -39,7 +40,8 @@ def empirical_denoiser(y, X_train, sigma, *, chunk_size: int = 256) -> torch.Ten
     m = yt.shape[0]
     s = check_sigma(sigma, n=m)
     s = s.expand(m) if s.ndim == 0 else s
-    check_positive_int(chunk_size, "chunk_size")
+    n = X.shape[0]
+    chunk_size = max(1, 2**24 // max(n, 1)) if chunk_size is None else check_positive_int(chunk_size, "chunk_size")
     yf = yt.reshape(m, -1).double()
     Xf = X.reshape(X.shape[0], -1).double()
     out = torch.empty_like(yf)

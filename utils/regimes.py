@@ -78,9 +78,10 @@ def noisy(X, sigma: float, *, copies: int = 1, seed: int = 0) -> tuple[torch.Ten
     return Xr + s * torch.randn(Xr.shape, generator=gen), torch.arange(len(Xt)).repeat(copies)
 
 
-def _mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-row mean squared error per coordinate -> (m,)."""
-    return ((a.double() - b.double()) ** 2).mean(1)
+def _sq_err(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-row squared error summed over the d coordinates -> (m,) (the convention of
+    ``utils.train.fit_dae`` and ``utils.gmm``; divide by d for a per-pixel MSE)."""
+    return ((a.double() - b.double()) ** 2).sum(1)
 
 
 @torch.no_grad()
@@ -88,17 +89,21 @@ def regime_summary(model, X_train, X_test, sigma: float, *, reference: Callable 
                    n_eval: int = 2000, seed: int = 0) -> dict:
     """The numbers that tell the regimes apart, as a dict of floats.
 
-    Errors are mean squared errors per coordinate, (1/d) E||f(x + sigma eps) - x||^2, on up to
-    ``n_eval`` rows of each set (one noise draw each). Keys:
+    Errors are E||f(x + sigma eps) - x||^2 per sample, summed over the d coordinates (as in
+    ``utils.train.fit_dae`` and ``utils.gmm``), on up to ``n_eval`` rows of each set (one noise
+    draw each). Keys:
 
     * ``train_mse``, ``test_mse``, ``gap_ratio`` = test / train;
     * ``ref_mse`` (reference on the test inputs) and ``mse_over_ref`` = test / ref, if ``reference``;
     * ``top1_share``, ``participation_ratio``: medians over the noisy test inputs;
-    * ``weight_cosine``: median over neurons of the largest cosine to a training sample, and
-      ``weight_cosine_max`` its maximum; ``data_cosine``: median over training samples of the
-      largest cosine to *another* training sample (the baseline a weight is compared with);
-    * ``dist_emp``, ``dist_ref``: per-coordinate mean squared distance of the model's outputs on
-      test inputs to the empirical denoiser f_emp and to the reference.
+    * ``weight_cosine``: median over the live neurons (norm >= 10% of the largest; their number
+      is ``live_neurons``) of the largest cosine to a training sample, and ``weight_cosine_max``
+      its maximum; ``data_cosine``: median over training samples of the largest cosine to
+      *another* training sample (the baseline a weight is compared with);
+    * ``stored_fraction``: fraction of (evaluated) training samples x that some live neuron stores,
+      i.e. cos(w, x) > 0.95;
+    * ``dist_emp``, ``dist_ref``: mean squared distance E||f(y) - g(y)||^2 of the model's outputs on
+      noisy test inputs to the empirical denoiser g = f_emp and to the reference g.
     """
     from .diffusion import empirical_denoiser
     Xtr = as_float_tensor(X_train, "X_train", ndim=2).float()
@@ -113,23 +118,28 @@ def regime_summary(model, X_train, X_test, sigma: float, *, reference: Callable 
     y_tr, _ = noisy(tr, s, seed=seed)
     y_te, _ = noisy(te, s, seed=seed + 1)
     out_te = model(y_te)
-    res = {"train_mse": float(_mse(model(y_tr), tr).mean()), "test_mse": float(_mse(out_te, te).mean())}
+    res = {"train_mse": float(_sq_err(model(y_tr), tr).mean()), "test_mse": float(_sq_err(out_te, te).mean())}
     res["gap_ratio"] = res["test_mse"] / res["train_mse"]
     H = model.encode(y_te)
     res["top1_share"] = float(np.median(metrics.spikiness(H, "top1_share")))
     res["participation_ratio"] = float(np.median(metrics.participation_ratio(H)))
-    wc = metrics.weight_data_cosine(model.encoder_weight, Xtr)
+    W = model.encoder_weight.detach()
+    norms = W.norm(dim=1)
+    live = norms >= 0.1 * norms.max()                  # neurons that carry something
+    wc = metrics.weight_data_cosine(W[live], Xtr)
     res["weight_cosine"], res["weight_cosine_max"] = float(np.median(wc)), float(wc.max())
+    res["live_neurons"] = float(live.sum())
+    res["stored_fraction"] = float((metrics.cosine_matrix(tr, W[live]).max(1) > 0.95).mean())
     C = metrics.cosine_matrix(tr[:500], Xtr)
     C[C > 1 - 1e-6] = -np.inf          # a sample itself and its exact duplicates do not count
     best = C.max(1)
     res["data_cosine"] = float(np.median(best[np.isfinite(best)])) if np.isfinite(best).any() else float("nan")
-    res["dist_emp"] = float(_mse(out_te, empirical_denoiser(y_te, Xtr, s)).mean())
+    res["dist_emp"] = float(_sq_err(out_te, empirical_denoiser(y_te, Xtr, s)).mean())
     if reference is not None:
         ref = torch.as_tensor(reference(y_te)).float()
-        res["ref_mse"] = float(_mse(ref, te).mean())
+        res["ref_mse"] = float(_sq_err(ref, te).mean())
         res["mse_over_ref"] = res["test_mse"] / res["ref_mse"]
-        res["dist_ref"] = float(_mse(out_te, ref).mean())
+        res["dist_ref"] = float(_sq_err(out_te, ref).mean())
     return res
 
 
@@ -141,7 +151,7 @@ def per_sample_measures(model, X, sigma: float, *, copies: int = 4, reference: C
 
     * ``top1_share``, ``participation_ratio``, ``hoyer``: spikiness of h(y) (mean over copies);
     * ``weight_cosine``: the largest cosine between x and any neuron's weight (encoder row);
-    * ``error``: (1/d)||f(y) - x||^2, mean over copies;
+    * ``error``: ||f(y) - x||^2 (summed over coordinates), mean over copies;
     * with ``reference``: ``ref_error`` likewise and ``pull_ratio`` = error / ref_error. A ratio
       well below 1 means the model pulls noisy inputs back onto this very sample better than any
       denoiser that only knows the distribution can: it has stored the sample.
@@ -159,9 +169,9 @@ def per_sample_measures(model, X, sigma: float, *, copies: int = 4, reference: C
            "hoyer": avg(metrics.spikiness(H, "hoyer")),
            "weight_cosine": metrics.cosine_matrix(Xt, model.encoder_weight).max(1)}
     Xr = Xt[src]
-    res["error"] = avg(_mse(model(Y), Xr).numpy())
+    res["error"] = avg(_sq_err(model(Y), Xr).numpy())
     if reference is not None:
-        res["ref_error"] = avg(_mse(torch.as_tensor(reference(Y)).float(), Xr).numpy())
+        res["ref_error"] = avg(_sq_err(torch.as_tensor(reference(Y)).float(), Xr).numpy())
         res["pull_ratio"] = res["error"] / res["ref_error"]
     return res
 

@@ -4,3 +4,164 @@ Everything here is seeded, runs on the CPU in seconds for the book's sizes, and 
 list of training losses so a chapter can plot them.
 """
 from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+from torch import nn
+
+from .checks import as_float_tensor, check_positive_int, check_sigma
+
+# ---------------------------------------------------------------------------------------------
+# helpers shared by the training loops
+# ---------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _threads(flops_per_step: float):
+    """Use one thread for small steps: on a busy 2-core machine, OpenMP threads spinning on tiny
+    matrix products can be 50x slower than one thread. The setting is restored on exit."""
+    old = torch.get_num_threads()
+    if flops_per_step < 5e7 and old > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _check_nonneg(value, name):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    return value
+
+
+def _warmup_cosine(step: int, steps: int, warmup: float = 0.05) -> float:
+    """Learning-rate factor: linear warm-up over the first 5% of steps, then cosine decay to 0."""
+    w = max(1, int(warmup * steps))
+    if step < w:
+        return (step + 1) / w
+    return 0.5 * (1 + math.cos(math.pi * (step - w) / max(1, steps - w)))
+
+
+def _progress(steps: int, progress: bool, desc: str):
+    if progress:
+        from tqdm.auto import trange
+        return trange(steps, desc=desc, leave=False)
+    return range(steps)
+
+
+# ---------------------------------------------------------------------------------------------
+# the ReLU DAE at one noise level
+# ---------------------------------------------------------------------------------------------
+DAE_BATCH = 256          # rows per step (small training sets are repeated up to this size)
+DAE_SPARSITY_FRAC = 0.5  # fraction of the steps during which the neuron-norm penalty is on
+
+
+def dae_defaults(n: int, d: int, p: int) -> dict:
+    """The hyper-parameters :func:`fit_dae` uses when they are left as None.
+
+    * batch_size: 256 rows; a training set smaller than that is repeated (each copy gets its
+      own noise), a larger one is sampled with replacement.
+    * lr: Adam step 0.16 / sqrt(d) (about 1% of a weight entry of an image-like model), warm-up
+      over 5% of the steps, then cosine decay to 0.
+    * steps: 1500, fewer (down to 600) when one step costs more than 2e8 FLOPs, so that the
+      largest sizes of the book (n = 20000, d = 1024, p = 256) stay within budget.
+    * weight_decay: 1e-3 (coefficient of ||W||_F^2, added to the loss).
+    * sparsity: 0.1 (coefficient of sum_j ||w_j||, on during the first half of training only).
+    """
+    bs = DAE_BATCH
+    flops = 6.0 * bs * d * p
+    steps = int(min(1500, max(600, 1500 * 2e8 / flops)))
+    return {"steps": steps, "lr": 0.16 / math.sqrt(d), "weight_decay": 1e-3,
+            "batch_size": bs, "sparsity": 0.1}
+
+
+def fit_dae(model: nn.Module, X, *, sigma, steps=None, lr=None, weight_decay=None,
+            batch_size=None, seed: int = 0, progress: bool = False, sparsity=None) -> list[float]:
+    """Train a :class:`utils.models.ReLUDAE` (tied or untied) to denoise ``X`` at one noise level.
+
+    Objective (minimized with Adam, fresh noise every step):
+
+        L(W) = mean_i E_eps || f(x_i + sigma eps) - x_i ||^2  +  weight_decay * sum ||W||_F^2
+               [ + sparsity * sum_j ||w_j||   during the first half of training ]
+
+    The squared error is summed over the d coordinates and averaged over the batch; the weight
+    decay covers every weight matrix of the model (W1, and W2 when untied). The optional
+    neuron-norm term (w_j = row j of each weight matrix) breaks an exact symmetry of the tied
+    loss: k neurons pointing the same way with norms a_1..a_k act like one neuron with norm
+    sqrt(a_1^2 + ... + a_k^2) and pay the same weight decay, so the plain objective cannot tell
+    one neuron storing a sample from several sharing it. The term prefers the single neuron,
+    kills neurons that carry nothing, and is switched off for the second half of the run, so the
+    returned weights are (approximately) a stationary point of the plain weight-decay objective.
+
+    Args:
+        model: a ReLUDAE (anything with ``.d``, ``parameters()`` and ``forward``), trained in place.
+        X: training data (n, d), finite.
+        sigma: the noise level, a positive float.
+        steps, lr, weight_decay, batch_size, sparsity: None picks the defaults of
+            :func:`dae_defaults` from n, d and p.
+        seed: seeds the noise and the mini-batches (the model's initialisation has its own seed).
+        progress: show a tqdm progress bar.
+    Returns:
+        The training loss (the data term only, per sample, summed over coordinates) at every step.
+    """
+    if not isinstance(model, nn.Module) or not hasattr(model, "d"):
+        raise TypeError(f"model must be a ReLUDAE-like torch module with attribute d, got {type(model).__name__}")
+    Xt = as_float_tensor(X, "X", ndim=2).float()
+    n, d = Xt.shape
+    if d != model.d:
+        raise ValueError(f"X has {d} columns but the model expects d={model.d}")
+    sig = float(check_sigma(sigma))
+    p = int(getattr(model, "p", 1))
+    dflt = dae_defaults(n, d, p)
+    steps = dflt["steps"] if steps is None else check_positive_int(steps, "steps")
+    bs = dflt["batch_size"] if batch_size is None else check_positive_int(batch_size, "batch_size")
+    lr = dflt["lr"] if lr is None else _check_nonneg(lr, "lr")
+    if lr == 0:
+        raise ValueError("lr must be positive")
+    wd = dflt["weight_decay"] if weight_decay is None else _check_nonneg(weight_decay, "weight_decay")
+    mu = dflt["sparsity"] if sparsity is None else _check_nonneg(sparsity, "sparsity")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    mats = [prm for prm in model.parameters() if prm.requires_grad]
+    if not mats:
+        raise ValueError("the model has no trainable parameters")
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(mats, lr=lr)
+    reps = max(1, bs // n) if n < bs else 1
+    Xrep = Xt.repeat(reps, 1) if reps > 1 else Xt
+    mu_steps = int(DAE_SPARSITY_FRAC * steps)
+    losses: list[float] = []
+    model.train()
+    with _threads(6.0 * min(bs, Xrep.shape[0]) * d * p):
+        for step in _progress(steps, progress, "fit_dae"):
+            for group in opt.param_groups:
+                group["lr"] = lr * _warmup_cosine(step, steps)
+            if n <= bs:
+                xb = Xrep
+            else:
+                xb = Xt[torch.randint(0, n, (bs,), generator=gen)]
+            y = xb + sig * torch.randn(xb.shape, generator=gen)
+            loss = ((model(y) - xb) ** 2).sum(1).mean()
+            total = loss
+            if wd > 0:
+                total = total + wd * sum((w ** 2).sum() for w in mats)
+            if mu > 0 and step < mu_steps:
+                total = total + mu * sum(w.norm(dim=-1).sum() for w in mats)
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            opt.step()
+            lv = float(loss.detach())
+            if not math.isfinite(lv):
+                raise FloatingPointError(f"the loss became {lv} at step {step}; lower lr "
+                                         f"(now {lr:.3g}) or check the scale of X")
+            losses.append(lv)
+    model.eval()
+    return losses
