@@ -14,7 +14,8 @@ import importlib
 
 __all__ = [
     "data", "metrics", "diffusion", "models", "train", "representations", "steering",
-    "plotting", "seeding", "checks", "gmm", "bootstrap", "unet", "train_unet", "dropdown_explorer",
+    "plotting", "seeding", "checks", "gmm", "bootstrap", "quality", "unet", "train_unet", "dropdown_explorer",
+    "memorization", "regimes", "linear_dae", "subspaces", "explorer", "exercises",
 ]
 
 

@@ -167,3 +167,72 @@ def check_spikiness(fn, kind: str) -> bool:
         _close(got, want, f"case '{name}'", rtol=1e-6, atol=1e-9)
     print(f"Correct: your {kind} matches utils.metrics on all {len(cases)} cases.")
     return True
+
+
+def check_mixture_responsibilities(fn) -> bool:
+    """Check a reader's ``fn(y, params, sigma) -> (m, k)`` (chapter 2): the posterior cluster
+    probabilities P(j | y) of a :class:`utils.data.MixtureParams` observed with noise sigma.
+
+    Cases: a small mixture at moderate noise, a far-away input (probabilities that a naive
+    exp() underflows to 0/0), and high dimension with tiny noise. Raises ``AssertionError``
+    naming the failing case, else prints and returns True.
+    """
+    from .data import mixture_params
+    from .gmm import responsibilities
+
+    if not callable(fn):
+        raise TypeError("pass your function itself, e.g. check_mixture_responsibilities(my_fn)")
+    gen = torch.Generator().manual_seed(77)
+    P1 = mixture_params(6, 3, 2, weights=[0.5, 0.3, 0.2], seed=5, noise_std=0.05)
+    P2 = mixture_params(512, 4, 3, seed=6)
+    X2, _ = P2.sample(5, seed=1)
+    cases = [("d=6, k=3, sigma=0.5", torch.randn(8, 6, generator=gen), P1, 0.5),
+             ("an input far from every cluster (use log-sum-exp)", 40 * torch.ones(2, 6), P1, 0.2),
+             ("d=512, k=4, sigma=0.01", X2 + 0.01 * torch.randn(X2.shape, generator=gen), P2, 0.01)]
+    hints = {0: "P(j | y) is proportional to w_j N(y; mu_j, U_j S_j U_j^T + (tau^2 + sigma^2) I)",
+             1: "compute log-probabilities and normalise with a log-sum-exp (torch.softmax)",
+             2: "use the low-rank structure (Woodbury, determinant lemma) and float64"}
+    for k, (name, y, P, sigma) in enumerate(cases):
+        want = responsibilities(y, P, sigma).numpy()
+        got = _as_numpy(_call(fn, (y.clone(), P, sigma), name), "your function")
+        if got.shape != want.shape:
+            raise AssertionError(f"case '{name}': returned shape {got.shape}, expected {want.shape}")
+        if not np.isfinite(got).all():
+            raise AssertionError(f"case '{name}': the output has NaN or inf. Hint: {hints[k]}")
+        try:
+            _close(got, want, f"case '{name}'", rtol=1e-5, atol=1e-7)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}. Hint: {hints[k]}") from None
+    print(f"Correct! Your responsibilities match utils.gmm on all {len(cases)} cases.")
+    return True
+
+
+def check_memorization_scale(fn) -> bool:
+    """Check a reader's ``fn(norms, sigma, lam) -> (n,)`` (chapter 3): the optimal squared scales
+    s_k = max(0, (r_k g(r_k) - n lam/2) / (q(r_k) + (n-1) sigma^2/2)) of the memorizing solution,
+    with g, q the first two moments of relu(r + sigma z). Raises ``AssertionError`` naming the
+    failing case, else prints and returns True.
+    """
+    from .memorization import memorization_scale
+
+    if not callable(fn):
+        raise TypeError("pass your function itself, e.g. check_memorization_scale(my_fn)")
+    cases = [("five samples of norm 8, sigma=0.2, lam=1e-3", np.full(5, 8.0), 0.2, 1e-3),
+             ("unequal norms, large noise sigma=2", np.array([1.0, 3.0, 6.0]), 2.0, 0.0),
+             ("norm comparable to sigma (the ReLU clips often)", np.array([0.3, 0.5]), 0.4, 0.01),
+             ("weight decay strong enough to kill a neuron", np.array([0.5, 10.0]), 0.1, 2.0)]
+    hints = {0: "for r >> sigma, s is close to (r^2 - n lam/2) / (r^2 + (n+1) sigma^2/2)",
+             1: "the other n-1 neurons leak E relu(sigma z)^2 = sigma^2/2 each into the error",
+             2: "use the exact Gaussian moments g(r) = r Phi(r/s) + s phi(r/s), "
+                "q(r) = (r^2 + s^2) Phi(r/s) + r s phi(r/s)",
+             3: "a negative optimum means the neuron is off: clip at 0"}
+    for k, (name, r, sigma, lam) in enumerate(cases):
+        want = memorization_scale(r, sigma, lam)
+        got = _as_numpy(_call(fn, (r.copy(), sigma, lam), name), "your function")
+        try:
+            _close(got.reshape(want.shape) if got.size == want.size else got, want,
+                   f"case '{name}'", rtol=1e-6, atol=1e-9)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}. Hint: {hints[k]}") from None
+    print(f"Correct! Your scales match the theorem on all {len(cases)} cases.")
+    return True

@@ -22,47 +22,112 @@ class HybridData:
     """A training set in which a few samples are repeated many times.
 
     Attributes:
-        X: (N, d) the training set (base rows first, then the extra copies).
+        X: (N, d) the training set (every unique sample once, then the extra copies).
         labels: (N,) int64 component labels, or None when none were given.
-        source: (N,) int64 index into the base set of the sample each row is a copy of.
-        repeated: (m,) int64 indices into the base set of the repeated samples.
+        source: (N,) int64 index into ``base`` of the sample each row is a copy of.
+        base: (n_base, d) the unique samples; ``X[:n_base]`` equals ``base``.
+        repeated: (m,) int64 indices into ``base`` of the repeated samples.
         is_repeated: (N,) bool, True for every row that is (a copy of) a repeated sample.
     """
     X: torch.Tensor
     labels: torch.Tensor | None
     source: torch.Tensor
+    base: torch.Tensor
     repeated: torch.Tensor
     is_repeated: torch.Tensor
 
     @property
     def n_base(self) -> int:
-        return int(self.source.max()) + 1
+        return self.base.shape[0]
+
+    @property
+    def base_is_repeated(self) -> torch.Tensor:
+        """(n_base,) bool: which unique samples are repeated."""
+        flag = torch.zeros(self.n_base, dtype=torch.bool)
+        flag[self.repeated] = True
+        return flag
 
 
-def hybrid_dataset(X, labels=None, *, n_repeated: int, copies: int, seed: int = 0) -> HybridData:
-    """Repeat ``n_repeated`` randomly chosen rows of ``X`` (n, d) so that each appears ``copies``
-    times in total; the others appear once. Returns a :class:`HybridData` with N = n +
-    n_repeated * (copies - 1) rows. Copies are exact duplicates, as in the duplicated training
-    images that diffusion models are known to memorize."""
-    Xt = as_float_tensor(X, "X", ndim=2)
-    n = Xt.shape[0]
-    n_repeated = check_positive_int(n_repeated, "n_repeated")
+def hybrid_dataset(X, labels=None, *, copies: int, n_repeated: int | None = None, extra=None,
+                   extra_labels=None, seed: int = 0) -> HybridData:
+    """An imbalanced training set: a few samples appear ``copies`` times, the rest once.
+
+    Either ``n_repeated`` randomly chosen rows of ``X`` (n, d) are repeated, or the rows of
+    ``extra`` (m, d) (e.g. samples of rare modes, see :func:`imbalanced_mixture`) are appended and
+    repeated. Copies are exact duplicates, like the duplicated training images that diffusion
+    models are known to memorize. Returns a :class:`HybridData` with
+    N = n + m * copies (extra) or n + n_repeated * (copies - 1) rows.
+    """
+    Xt = as_float_tensor(X, "X", ndim=2).float()
     copies = check_positive_int(copies, "copies", minimum=2)
-    if n_repeated > n:
-        raise ValueError(f"n_repeated ({n_repeated}) cannot exceed the number of rows of X ({n})")
     lab = None
     if labels is not None:
         lab = torch.as_tensor(labels).long()
-        if lab.shape != (n,):
-            raise ValueError(f"labels must have shape ({n},), got {tuple(lab.shape)}")
-    gen = torch.Generator().manual_seed(int(seed))
-    rep = torch.randperm(n, generator=gen)[:n_repeated].sort().values
-    extra = rep.repeat_interleave(copies - 1)
-    source = torch.cat([torch.arange(n), extra])
-    is_rep = torch.zeros(n, dtype=torch.bool)
-    is_rep[rep] = True
-    return HybridData(X=Xt[source].clone(), labels=None if lab is None else lab[source].clone(),
-                      source=source, repeated=rep, is_repeated=is_rep[source])
+        if lab.shape != (len(Xt),):
+            raise ValueError(f"labels must have shape ({len(Xt)},), got {tuple(lab.shape)}")
+    if (extra is None) == (n_repeated is None):
+        raise ValueError("give exactly one of n_repeated (repeat rows of X) and extra (append rows)")
+    if extra is not None:
+        E = as_float_tensor(extra, "extra", ndim=2).float()
+        if E.shape[1] != Xt.shape[1]:
+            raise ValueError(f"extra has {E.shape[1]} features but X has {Xt.shape[1]}")
+        if lab is not None:
+            if extra_labels is None:
+                raise ValueError("labels were given for X, so give extra_labels for extra too")
+            el = torch.as_tensor(extra_labels).long()
+            if el.shape != (len(E),):
+                raise ValueError(f"extra_labels must have shape ({len(E)},), got {tuple(el.shape)}")
+            lab = torch.cat([lab, el])
+        base = torch.cat([Xt, E])
+        rep = torch.arange(len(Xt), len(base))
+        extra_copies = copies - 1
+    else:
+        n_repeated = check_positive_int(n_repeated, "n_repeated")
+        if n_repeated > len(Xt):
+            raise ValueError(f"n_repeated ({n_repeated}) cannot exceed the number of rows of X ({len(Xt)})")
+        base = Xt
+        gen = torch.Generator().manual_seed(int(seed))
+        rep = torch.randperm(len(Xt), generator=gen)[:n_repeated].sort().values
+        extra_copies = copies - 1
+    source = torch.cat([torch.arange(len(base)), rep.repeat_interleave(extra_copies)])
+    flag = torch.zeros(len(base), dtype=torch.bool)
+    flag[rep] = True
+    return HybridData(X=base[source].clone(), labels=None if lab is None else lab[source].clone(),
+                      source=source, base=base.clone(), repeated=rep, is_repeated=flag[source])
+
+
+def imbalanced_mixture(n: int, d: int, k: int, rank: int, *, n_rare: int, seed: int = 0,
+                       sample_seed: int | None = None, **mixture_kwargs):
+    """n samples of a k-component low-rank mixture plus one sample from each of ``n_rare`` rare
+    components of the same family (``utils.data.mixture_params`` with k + n_rare components).
+
+    Returns ``(X (n, d), labels (n,), X_rare (n_rare, d), rare_labels (n_rare,), params)``, where
+    ``params`` is the (k + n_rare)-component :class:`utils.data.MixtureParams` whose weights are
+    the frequencies of this sample (n/k per main component, 1 per rare one, normalized), so
+    ``utils.gmm.mixture_denoiser(y, params, sigma)`` is the Bayes denoiser of the imbalanced data.
+    Extra keyword arguments (``scale``, ``mean_scale``, ``noise_std``) go to ``mixture_params``.
+    """
+    from .data import MixtureParams, mixture_params
+    n = check_positive_int(n, "n")
+    k = check_positive_int(k, "k")
+    n_rare = check_positive_int(n_rare, "n_rare")
+    w = np.r_[np.full(k, n / k), np.ones(n_rare)]
+    params = mixture_params(d, k + n_rare, rank, weights=w / w.sum(), seed=seed, **mixture_kwargs)
+    main = MixtureParams(params.means[:k], params.bases[:k], params.scales[:k],
+                         torch.full((k,), 1.0 / k), params.noise_std)
+    s = seed if sample_seed is None else int(sample_seed)
+    X, labels = main.sample(n, seed=s)
+    rare = MixtureParams(params.means[k:], params.bases[k:], params.scales[k:],
+                         torch.full((n_rare,), 1.0 / n_rare), params.noise_std)
+    rng = np.random.default_rng([s, 2])
+    rare_labels = torch.from_numpy(rng.permutation(n_rare)).long()   # one per rare component
+    Xr = []
+    for j in rare_labels.tolist():
+        comp = MixtureParams(rare.means[j:j + 1], rare.bases[j:j + 1], rare.scales[j:j + 1],
+                             torch.ones(1), params.noise_std)
+        Xr.append(comp.sample(1, seed=s * 1000 + j)[0])
+    order = torch.argsort(rare_labels)
+    return X, labels, torch.cat(Xr)[order], rare_labels[order] + k, params
 
 
 def noisy(X, sigma: float, *, copies: int = 1, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

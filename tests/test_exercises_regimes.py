@@ -1,0 +1,42 @@
+"""Checkers of the chapter 4 and 5 coding exercises (utils.exercises)."""
+import numpy as np
+import pytest
+
+from utils import exercises, linear_dae, metrics
+
+
+def _wiener(S, sigma, q):
+    lam, U = np.linalg.eigh(S)
+    lam, U = lam[::-1], U[:, ::-1]
+    q = len(lam) if q is None else min(q, len(lam))
+    lam = np.clip(lam[:q], 0, None)
+    return (U[:, :q] * (lam / (lam + sigma ** 2))) @ U[:, :q].T
+
+
+def test_optimal_linear_denoiser_checker(capsys):
+    assert exercises.check_optimal_linear_denoiser(_wiener) is True
+    assert "Correct" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="LARGEST"):      # bottom-q eigenvectors
+        exercises.check_optimal_linear_denoiser(
+            lambda S, s, q: _wiener(S, s, None) if q is None else
+            (lambda lam, U: (U[:, :q] * (lam[:q] / (lam[:q] + s ** 2))) @ U[:, :q].T)(*np.linalg.eigh(S)))
+    with pytest.raises(AssertionError, match="no rank limit"):  # no shrinkage (plain projection)
+        exercises.check_optimal_linear_denoiser(lambda S, s, q: np.eye(len(S)))
+    with pytest.raises(AssertionError, match="raised ZeroDivisionError"):
+        exercises.check_optimal_linear_denoiser(lambda S, s, q: 1 / 0)
+    with pytest.raises(TypeError):
+        exercises.check_optimal_linear_denoiser(None)
+
+
+def test_spikiness_checker():
+    assert exercises.check_spikiness(lambda H: metrics.spikiness(H, "gini"), "gini") is True
+    assert exercises.check_spikiness(metrics.participation_ratio, "participation_ratio") is True
+
+    def top1_nan_on_zero(H):
+        return (H ** 2).max(1) / (H ** 2).sum(1)
+    with np.errstate(invalid="ignore"), pytest.raises(AssertionError, match="zero row"):
+        exercises.check_spikiness(top1_nan_on_zero, "top1_share")
+    with pytest.raises(AssertionError, match="wrong"):
+        exercises.check_spikiness(lambda H: H.std(1), "hoyer")
+    with pytest.raises(ValueError, match="unknown kind"):
+        exercises.check_spikiness(lambda H: H, "kurtosis")

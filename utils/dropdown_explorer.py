@@ -1,0 +1,76 @@
+"""A kernel-free widget over several discrete parameters: one dropdown per parameter, every
+combination's figure precomputed as PNG and embedded.
+
+Companion of :func:`utils.explorer.png_stepper` (one parameter, a slider). Here the states form a
+grid (for example layer x timestep x pooling). The images sit in nested ``ipywidgets.Stack``s, one
+nesting level per parameter, and each dropdown's ``index`` is ``jslink``-ed to the
+``selected_index`` of every stack at its level. The links run in the browser, so the static HTML
+page switches figures without a kernel; the notebook's saved widget state holds all PNGs.
+"""
+from __future__ import annotations
+
+import itertools
+
+
+def png_dropdowns(pngs: dict, options: dict):
+    """A widget showing ``pngs[(v1, v2, ...)]`` for the values chosen in the dropdowns.
+
+    Args:
+        pngs: ``{(value of parameter 1, value of parameter 2, ...): PNG bytes}``, one entry for
+            every combination of the values in ``options`` (make them with
+            :func:`utils.explorer.figure_png`).
+        options: ``{parameter name: list of its values}`` in key order; names label the dropdowns.
+    Returns:
+        an ``ipywidgets.VBox``: a row of dropdowns above the nested stacks of images.
+    """
+    import ipywidgets as widgets
+    if not isinstance(options, dict) or not options:
+        raise ValueError("options must be a non-empty dict {name: list of values}")
+    names = list(options)
+    values = [list(options[k]) for k in names]
+    for k, v in zip(names, values):
+        if not v:
+            raise ValueError(f"options[{k!r}] is empty")
+        if len({str(x) for x in v}) != len(v):
+            raise ValueError(f"options[{k!r}] has repeated values")
+    for combo in itertools.product(*values):
+        if combo not in pngs:
+            raise ValueError(f"pngs has no image for {dict(zip(names, combo))}")
+        b = pngs[combo]
+        if not isinstance(b, (bytes, bytearray)) or bytes(b[:8]) != b"\x89PNG\r\n\x1a\n":
+            raise TypeError(f"pngs[{combo!r}] is not PNG bytes (use utils.explorer.figure_png)")
+    stacks_at_level = [[] for _ in names]
+
+    def build(level, prefix):
+        if level == len(names):
+            return widgets.Image(value=bytes(pngs[tuple(prefix)]), format="png")
+        stack = widgets.Stack([build(level + 1, prefix + [v]) for v in values[level]],
+                              selected_index=0)
+        stacks_at_level[level].append(stack)
+        return stack
+
+    root = build(0, [])
+    dropdowns = []
+    for level, (name, vals) in enumerate(zip(names, values)):
+        dd = widgets.Dropdown(options=[(str(v), i) for i, v in enumerate(vals)], value=0,
+                              description=name, layout=widgets.Layout(width="220px"))
+        for stack in stacks_at_level[level]:
+            widgets.jslink((dd, "index"), (stack, "selected_index"))
+        dropdowns.append(dd)
+    return widgets.VBox([widgets.HBox(dropdowns), root])
+
+
+def compress_png(png: bytes, colors: int = 64) -> bytes:
+    """Re-encode PNG bytes with an adaptive palette of ``colors`` colours (2..256), which makes
+    matplotlib's line plots several times smaller with no visible change."""
+    import io
+
+    from PIL import Image
+    if not isinstance(png, (bytes, bytearray)) or bytes(png[:8]) != b"\x89PNG\r\n\x1a\n":
+        raise TypeError("png must be PNG bytes")
+    if isinstance(colors, bool) or not isinstance(colors, int) or not 2 <= colors <= 256:
+        raise ValueError(f"colors must be an integer in [2, 256], got {colors!r}")
+    img = Image.open(io.BytesIO(bytes(png))).convert("RGB")
+    buf = io.BytesIO()
+    img.quantize(colors=colors, method=Image.Quantize.MEDIANCUT).save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
