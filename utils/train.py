@@ -174,7 +174,7 @@ def fit_dae(model: nn.Module, X, *, sigma, steps=None, lr=None, weight_decay=Non
 # ---------------------------------------------------------------------------------------------
 # the time-conditioned ReLU DAE (ReLU diffusion)
 # ---------------------------------------------------------------------------------------------
-DIFFUSION_DEFAULTS = {"steps": 3000, "lr": 1e-2, "weight_decay": 0.0, "batch_size": 256}
+DIFFUSION_DEFAULTS = {"steps": 3000, "lr": 2e-2, "weight_decay": 0.0, "batch_size": 256}
 
 
 def fit_diffusion(model: nn.Module, X, *, sigma_min: float = 0.02, sigma_max: float = 2.0,
@@ -190,9 +190,10 @@ def fit_diffusion(model: nn.Module, X, *, sigma_min: float = 0.02, sigma_max: fl
     with AdamW (decoupled ``weight_decay``), a 5% linear warm-up and cosine decay of the
     learning rate. A fresh model (``center`` all zero) gets its centre set to the data mean first.
 
-    Defaults (None): steps 3000, lr 1e-2, weight_decay 0, batch_size 256: a few seconds for
-    d = 64 on one core. They give copies on a handful of well-separated images and new samples
-    on thousands (chapter 7 and tests/test_relu_diffusion.py check both).
+    Defaults (None): steps 3000, lr 2e-2, weight_decay 0, batch_size 256: 15-30 s for d = 64,
+    p = 128 on a busy 2-core CPU (one thread). They give copies on a handful of well-separated
+    images and new samples on thousands (chapter 7 and tests/test_relu_diffusion.py check both;
+    memorization is most reliable for about 5 images and weakens towards 10).
 
     Args:
         model: a ReLUDiffusion (anything with ``.d`` and ``forward(x, sigma)``), trained in place.
