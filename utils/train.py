@@ -43,6 +43,19 @@ def _check_nonneg(value, name):
     return value
 
 
+def _resolve(dflt: dict, steps, batch_size, lr, weight_decay, seed) -> tuple:
+    """Fill unset hyper-parameters from ``dflt`` and validate all of them (shared by the fits)."""
+    steps = dflt["steps"] if steps is None else check_positive_int(steps, "steps")
+    bs = dflt["batch_size"] if batch_size is None else check_positive_int(batch_size, "batch_size")
+    lr = dflt["lr"] if lr is None else _check_nonneg(lr, "lr")
+    if lr == 0:
+        raise ValueError("lr must be positive")
+    wd = dflt["weight_decay"] if weight_decay is None else _check_nonneg(weight_decay, "weight_decay")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return steps, bs, lr, wd
+
+
 def _warmup_cosine(step: int, steps: int, warmup: float = 0.05) -> float:
     """Learning-rate factor: linear warm-up over the first 5% of steps, then cosine decay to 0."""
     w = max(1, int(warmup * steps))
@@ -125,15 +138,8 @@ def fit_dae(model: nn.Module, X, *, sigma, steps=None, lr=None, weight_decay=Non
     sig = float(check_sigma(sigma))
     p = int(getattr(model, "p", 1))
     dflt = dae_defaults(n, d, p)
-    steps = dflt["steps"] if steps is None else check_positive_int(steps, "steps")
-    bs = dflt["batch_size"] if batch_size is None else check_positive_int(batch_size, "batch_size")
-    lr = dflt["lr"] if lr is None else _check_nonneg(lr, "lr")
-    if lr == 0:
-        raise ValueError("lr must be positive")
-    wd = dflt["weight_decay"] if weight_decay is None else _check_nonneg(weight_decay, "weight_decay")
+    steps, bs, lr, wd = _resolve(dflt, steps, batch_size, lr, weight_decay, seed)
     mu = dflt["sparsity"] if sparsity is None else _check_nonneg(sparsity, "sparsity")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     mats = [prm for prm in model.parameters() if prm.requires_grad]
     if not mats:
         raise ValueError("the model has no trainable parameters")
@@ -217,14 +223,7 @@ def fit_diffusion(model: nn.Module, X, *, sigma_min: float = 0.02, sigma_max: fl
     if smin >= smax:
         raise ValueError(f"sigma_min ({smin}) must be smaller than sigma_max ({smax})")
     dflt = DIFFUSION_DEFAULTS
-    steps = dflt["steps"] if steps is None else check_positive_int(steps, "steps")
-    bs = dflt["batch_size"] if batch_size is None else check_positive_int(batch_size, "batch_size")
-    lr = dflt["lr"] if lr is None else _check_nonneg(lr, "lr")
-    if lr == 0:
-        raise ValueError("lr must be positive")
-    wd = dflt["weight_decay"] if weight_decay is None else _check_nonneg(weight_decay, "weight_decay")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    steps, bs, lr, wd = _resolve(dflt, steps, batch_size, lr, weight_decay, seed)
     params = [prm for prm in model.parameters() if prm.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters")
