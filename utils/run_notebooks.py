@@ -50,7 +50,8 @@ def _execute(path: Path, timeout: int) -> dict:
         if _ABS_PATH.search(text):
             raise RuntimeError(f"{path.name}: an output contains an absolute path "
                                f"({_ABS_PATH.search(text).group(0)}...); print relative paths")
-    nb.metadata.pop("widgets", None) if not _has_widgets(nb) else None
+    if not _has_widgets(nb):  # drop stale widget state left by an earlier version of the notebook
+        nb.metadata.pop("widgets", None)
     nbformat.write(nb, path)
     peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return {"seconds": round(seconds, 1), "peak_mb": round(peak_kb / 1024), "threads": env_threads}

@@ -56,6 +56,19 @@ def _resolve(dflt: dict, steps, batch_size, lr, weight_decay, seed) -> tuple:
     return steps, bs, lr, wd
 
 
+def _optimizer_step(opt, objective: torch.Tensor, loss: torch.Tensor, step: int, lr: float) -> float:
+    """One optimizer step on ``objective``; returns ``loss`` (the reported part) as a float and
+    fails loudly when it is no longer finite."""
+    opt.zero_grad(set_to_none=True)
+    objective.backward()
+    opt.step()
+    lv = float(loss.detach())
+    if not math.isfinite(lv):
+        raise FloatingPointError(f"the loss became {lv} at step {step}; lower lr "
+                                 f"(now {lr:.3g}) or check the scale of X")
+    return lv
+
+
 def _warmup_cosine(step: int, steps: int, warmup: float = 0.05) -> float:
     """Learning-rate factor: linear warm-up over the first 5% of steps, then cosine decay to 0."""
     w = max(1, int(warmup * steps))
@@ -165,14 +178,7 @@ def fit_dae(model: nn.Module, X, *, sigma, steps=None, lr=None, weight_decay=Non
                 total = total + wd * sum((w ** 2).sum() for w in mats)
             if mu > 0 and step < mu_steps:
                 total = total + mu * sum(w.norm(dim=-1).sum() for w in mats)
-            opt.zero_grad(set_to_none=True)
-            total.backward()
-            opt.step()
-            lv = float(loss.detach())
-            if not math.isfinite(lv):
-                raise FloatingPointError(f"the loss became {lv} at step {step}; lower lr "
-                                         f"(now {lr:.3g}) or check the scale of X")
-            losses.append(lv)
+            losses.append(_optimizer_step(opt, total, loss, step, lr))
     model.eval()
     return losses
 
@@ -246,13 +252,6 @@ def fit_diffusion(model: nn.Module, X, *, sigma_min: float = 0.02, sigma_max: fl
             y = xb + sig[:, None] * torch.randn(xb.shape, generator=gen)
             pred = fast(y, torch.log(sig)) if fast is not None else model(y, sig)
             loss = ((pred - xb) ** 2).sum(1).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            lv = float(loss.detach())
-            if not math.isfinite(lv):
-                raise FloatingPointError(f"the loss became {lv} at step {step}; lower lr "
-                                         f"(now {lr:.3g}) or check the scale of X")
-            losses.append(lv)
+            losses.append(_optimizer_step(opt, loss, loss, step, lr))
     model.eval()
     return losses
