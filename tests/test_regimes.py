@@ -124,3 +124,37 @@ def test_regime_signatures_with_fit_dae_defaults():
     y = np.r_[np.ones(len(Ym), int), np.zeros(len(Yg), int)]
     assert metrics.roc_auc(metrics.spikiness(H, "hoyer"), y) >= 0.9
     assert metrics.roc_auc(metrics.spikiness(H, "top1_share"), y) >= 0.9
+
+
+def test_cone_fit_inside_outside_and_bad_input():
+    X = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 1.0, 0.0]])
+    Q = torch.tensor([[2.0, 3.0, 0.0], [0.0, 0.0, 2.0], [1.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])
+    fit = regimes.cone_fit(Q, X, neighbors=3)
+    # inside the cone (positive quadrant of the plane); straight up (distance 2); the third row
+    # of X itself is left out but the first two span it; the negative axis is 1 away (at 0).
+    np.testing.assert_allclose(fit.distance, [0.0, 2.0, 0.0, 1.0], atol=1e-9)
+    np.testing.assert_allclose(fit.residual, [0.0, 1.0, 0.0, 1.0], atol=1e-9)
+    assert (fit.weights >= 0).all() and fit.index.shape == (4, 3)
+    recon = np.einsum("mk,mkd->md", fit.weights, X.double().numpy()[fit.index])
+    np.testing.assert_allclose(recon[0], [2.0, 3.0, 0.0], atol=1e-9)
+    with pytest.raises(ValueError, match="features"):
+        regimes.cone_fit(Q[:, :2], X)
+    with pytest.raises(ValueError, match="differs"):
+        regimes.cone_fit(X[:1], X[:1])
+    with pytest.raises(ValueError, match="NaN|finite"):
+        regimes.cone_fit(Q * float("nan"), X)
+
+
+def test_private_unit_activation_is_bounded_by_cone_distance():
+    """Proposition of chapter 5: a unit silent on the reference rows fires on x by at most
+    ||w|| dist(x, cone)."""
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(40, 6, generator=g).double() + 3.0
+    Q = torch.randn(5, 6, generator=g).double() + 3.0
+    fit = regimes.cone_fit(Q, X, neighbors=40)
+    for _ in range(200):
+        w = torch.randn(6, generator=g).double()
+        w /= w.norm()
+        silent = (X @ w <= 0).all()
+        if silent:
+            assert ((Q @ w).numpy() <= fit.distance + 1e-9).all()

@@ -272,3 +272,51 @@ def phase_sweep(ns, X_pool, X_test, *, p: int, sigma: float, reference: Callable
     if keep_models:
         out["models"] = models
     return out
+
+
+@dataclass
+class ConeFit:
+    """Result of :func:`cone_fit` for m query rows.
+
+    Attributes:
+        distance: (m,) distance ||x - sum_i lambda_i x_i|| from x to the cone spanned by the
+            reference rows used (0 = inside the cone).
+        residual: (m,) the same relative to ||x||.
+        weights: (m, k) the non-negative coefficients lambda_i.
+        index: (m, k) int64 rows of the reference set the coefficients belong to.
+    """
+    distance: np.ndarray
+    residual: np.ndarray
+    weights: np.ndarray
+    index: np.ndarray
+
+
+def cone_fit(Q, X_ref, *, neighbors: int = 200) -> ConeFit:
+    """Write each row x of ``Q`` (m, d) as a non-negative combination of rows of ``X_ref`` (n, d).
+
+    Solves min_{lambda >= 0} ||x - sum_i lambda_i x_i|| (non-negative least squares) over the
+    ``neighbors`` nearest reference rows of x, leaving out exact copies of x itself. The
+    distance is an upper bound on the distance to the cone of *all* reference rows (fewer rows
+    can only raise it), so a distance of about 0 certifies that x lies inside that cone. A unit
+    w (||w|| = 1) that is silent on all the reference rows has w^T x <= that distance (chapter 5):
+    a sample inside the cone can have no private bias-free ReLU neuron.
+    """
+    from scipy.optimize import nnls
+    q = as_float_tensor(Q, "Q", ndim=2).double()
+    x = as_float_tensor(X_ref, "X_ref", ndim=2).double()
+    if q.shape[1] != x.shape[1]:
+        raise ValueError(f"Q rows have {q.shape[1]} features but X_ref rows have {x.shape[1]}")
+    k = check_positive_int(neighbors, "neighbors")
+    dist = torch.cdist(q, x, compute_mode="donot_use_mm_for_euclid_dist")
+    dist[dist <= 1e-9 * (1 + q.norm(dim=1, keepdim=True))] = float("inf")   # leave out copies of x
+    if not torch.isfinite(dist).any(1).all():
+        raise ValueError("X_ref has no row that differs from a query row")
+    vals, idx = torch.topk(dist, min(k, x.shape[0]), dim=1, largest=False)
+    dist_out = np.empty(len(q))
+    lam = np.empty(tuple(idx.shape))
+    for row in range(len(q)):
+        A = x[idx[row]].numpy().T                      # (d, k): the neighbours as columns
+        A[:, ~torch.isfinite(vals[row]).numpy()] = 0.0  # copies of x itself take no part
+        lam[row], dist_out[row] = nnls(A, q[row].numpy(), maxiter=50 * k)
+    norms = np.maximum(q.norm(dim=1).numpy(), 1e-300)
+    return ConeFit(dist_out, dist_out / norms, lam, idx.numpy())
