@@ -94,3 +94,19 @@ def test_trained_linear_tied_autoencoder_reaches_the_wiener_optimum():
 
     opt.step(closure)
     np.testing.assert_allclose((W @ W.T).detach().numpy(), L.optimal_linear_denoiser(S, sigma, q), atol=1e-4)
+
+
+def test_signed_pairs_make_a_relu_network_linear():
+    from utils.models import ReLUDAE
+    rng = np.random.default_rng(0)
+    B = rng.standard_normal((3, 6))
+    A = B.T @ B                                      # PSD, rank 3
+    Wp = L.signed_pairs(A, 3)
+    assert Wp.shape == (6, 6)
+    net = ReLUDAE(6, 6)
+    with torch.no_grad():
+        net.encoder_weight.copy_(torch.from_numpy(Wp))
+    y = torch.from_numpy(rng.standard_normal((50, 6))).float()
+    np.testing.assert_allclose(net(y).detach().numpy(), y.numpy() @ A.T, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="rank"):
+        L.signed_pairs(A, 2)

@@ -100,3 +100,15 @@ def tied_factor(A, p: int) -> np.ndarray:
     W = np.zeros((p, M.shape[0]))
     W[:rank] = (U[:, :rank] * np.sqrt(lam[:rank])).T
     return W
+
+
+def signed_pairs(A, q: int) -> np.ndarray:
+    """Weights (2q, d) of a tied ReLU DAE that computes y -> A y *exactly*, for a symmetric PSD A
+    of rank <= q.
+
+    The rows are W and -W with W = :func:`tied_factor` (A, q): since relu(t) - relu(-t) = t,
+    sum_i relu(w_i^T y) w_i + relu(-w_i^T y)(-w_i) = W^T W y = A y. So a bias-free ReLU network
+    with 2 rank(A) neurons can be any positive semidefinite linear map (chapter 4).
+    """
+    W = tied_factor(A, q)
+    return np.concatenate([W, -W])
