@@ -125,22 +125,3 @@ def test_dropdown_explorer():
         png_dropdowns(pngs, opts)
     with pytest.raises(TypeError, match="PNG"):
         png_dropdowns({(l, t): b"nope" for l in opts["layer"] for t in opts["t"]}, opts)
-
-
-def test_compress_png():
-    pytest.importorskip("PIL")
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from utils.dropdown_explorer import compress_png
-    from utils.explorer import figure_png
-    fig, ax = plt.subplots(figsize=(2, 1))
-    ax.plot([0, 1], [0, 1])
-    raw = figure_png(fig)
-    small = compress_png(raw, colors=16)
-    assert small[:8] == b"\x89PNG\r\n\x1a\n" and len(small) < len(raw)
-    with pytest.raises(ValueError, match="colors"):
-        compress_png(raw, colors=1)
-    with pytest.raises(TypeError, match="PNG"):
-        compress_png(b"abc")

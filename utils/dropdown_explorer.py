@@ -59,18 +59,3 @@ def png_dropdowns(pngs: dict, options: dict):
         dropdowns.append(dd)
     return widgets.VBox([widgets.HBox(dropdowns), root])
 
-
-def compress_png(png: bytes, colors: int = 64) -> bytes:
-    """Re-encode PNG bytes with an adaptive palette of ``colors`` colours (2..256), which makes
-    matplotlib's line plots several times smaller with no visible change."""
-    import io
-
-    from PIL import Image
-    if not isinstance(png, (bytes, bytearray)) or bytes(png[:8]) != b"\x89PNG\r\n\x1a\n":
-        raise TypeError("png must be PNG bytes")
-    if isinstance(colors, bool) or not isinstance(colors, int) or not 2 <= colors <= 256:
-        raise ValueError(f"colors must be an integer in [2, 256], got {colors!r}")
-    img = Image.open(io.BytesIO(bytes(png))).convert("RGB")
-    buf = io.BytesIO()
-    img.quantize(colors=colors, method=Image.Quantize.MEDIANCUT).save(buf, format="PNG", optimize=True)
-    return buf.getvalue()
