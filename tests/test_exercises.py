@@ -56,3 +56,31 @@ def test_empirical_denoiser_checker_hard_argmin_fails_at_the_tie():
 def test_empirical_denoiser_checker_needs_a_callable():
     with pytest.raises(TypeError, match="function"):
         exercises.check_empirical_denoiser(42)
+
+
+def _my_tpr(scores, labels, fpr):
+    """A correct answer: every distinct score is a candidate threshold (>= flags)."""
+    best = 0.0
+    neg, pos = labels == 0, labels == 1
+    for th in np.r_[np.unique(scores), np.inf]:
+        flagged = scores >= th
+        if flagged[neg].mean() <= fpr + 1e-12:
+            best = max(best, flagged[pos].mean())
+    return best
+
+
+def test_check_tpr_at_fpr_accepts_right_and_rejects_wrong():
+    assert exercises.check_tpr_at_fpr(_my_tpr) is True
+
+    def ignores_ties(scores, labels, fpr):     # ranks by sorting, splitting ties
+        order = np.argsort(-scores, kind="stable")
+        lab = labels[order]
+        fp = np.cumsum(lab == 0) / (lab == 0).sum()
+        tp = np.cumsum(lab == 1) / (lab == 1).sum()
+        ok = fp <= fpr + 1e-12
+        return float(tp[ok].max()) if ok.any() else 0.0
+
+    with pytest.raises(AssertionError, match="tied"):
+        exercises.check_tpr_at_fpr(ignores_ties)
+    with pytest.raises(TypeError):
+        exercises.check_tpr_at_fpr(3)

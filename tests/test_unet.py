@@ -11,7 +11,8 @@ from utils import train_unet, unet
 ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINTS = ROOT / "book" / "checkpoints"
 SHIPPED = {"digits-memorized": CHECKPOINTS / "unet_digits_memorized.safetensors",
-           "digits-generalized": CHECKPOINTS / "unet_digits_generalized.safetensors"}
+           "digits-generalized": CHECKPOINTS / "unet_digits_generalized.safetensors",
+           "digits-planted": CHECKPOINTS / "unet_digits_planted.safetensors"}
 
 
 @pytest.fixture(scope="module")

@@ -222,3 +222,40 @@ def check_memorization_scale(fn) -> bool:
                f"case '{name}'", rtol=1e-6, atol=1e-9, hint=hints[k])
     print(f"Correct! Your scales match the theorem on all {len(cases)} cases.")
     return True
+
+
+def check_tpr_at_fpr(fn) -> bool:
+    """Check a reader's ``fn(scores, labels, fpr) -> float`` (chapter 9): the largest true-positive
+    rate over thresholds whose false-positive rate is at most ``fpr``, where an input is flagged
+    when its score is >= the threshold and label 1 marks a memorized (positive) input.
+
+    ``fn`` receives float64 NumPy scores (n,), int labels (n,) and a float. Cases: separable
+    scores, a budget that allows no false positive, ties between a positive and a negative, and
+    all-equal scores. Raises ``AssertionError`` naming the failing case; prints and returns True.
+    """
+    from .metrics import tpr_at_fpr
+
+    if not callable(fn):
+        raise TypeError("pass your function itself, e.g. check_tpr_at_fpr(my_tpr)")
+    rng = np.random.default_rng(7)
+    s = np.r_[rng.normal(2, 1, 50), rng.normal(0, 1, 200)]
+    y = np.r_[np.ones(50, int), np.zeros(200, int)]
+    cases = [("well separated scores, fpr=0.1", np.r_[np.arange(10.0, 20.0), np.arange(10.0)],
+              np.r_[np.ones(10, int), np.zeros(10, int)], 0.1),
+             ("overlapping Gaussians, fpr=0.01 (at most 2 of 200 negatives flagged)", s, y, 0.01),
+             ("fpr=0: no negative may be flagged", s, y, 0.0),
+             ("a positive tied with the top negative, fpr=0", np.array([3.0, 2.0, 2.0, 1.0]),
+              np.array([1, 1, 0, 0]), 0.0),
+             ("all scores equal, fpr=0.5", np.ones(6), np.array([1, 0, 1, 0, 1, 0]), 0.5)]
+    hints = {0: "sort the scores and sweep the threshold over them",
+             1: "a threshold flags every input whose score is >= it, positives and negatives alike",
+             2: "with fpr=0 the threshold must lie above every negative score",
+             3: "tied scores are flagged together: you cannot take the tied positive without the negative",
+             4: "with all scores equal, the only thresholds flag everything or nothing"}
+    for k, (name, sc, lab, f) in enumerate(cases):
+        want = np.asarray(tpr_at_fpr(sc, lab, f))
+        got = _call(fn, (sc.astype(np.float64).copy(), lab.copy(), f), name)
+        _close(np.asarray(_as_numpy(got, "your function")).reshape(()), want.reshape(()),
+               f"case '{name}'", rtol=0, atol=1e-12, hint=hints[k])
+    print(f"Correct! Your TPR at a fixed FPR matches on all {len(cases)} cases.")
+    return True

@@ -2,6 +2,7 @@
 
     python -m utils.train_unet --config digits-memorized   --out book/checkpoints/unet_digits_memorized.safetensors
     python -m utils.train_unet --config digits-generalized --out book/checkpoints/unet_digits_generalized.safetensors
+    python -m utils.train_unet --config digits-planted     --out book/checkpoints/unet_digits_planted.safetensors --threads 1
 
 Configs live in :data:`utils.unet.CONFIGS`. The command writes the weights (safetensors) and a JSON
 sidecar beside them with the sha256 of the weights, the full config, the number of steps, the
@@ -28,8 +29,13 @@ CONFIG_STEPS = {k: v["steps"] for k, v in CONFIGS.items()}
 
 def fit_unet(model, X, *, steps: int, batch_size: int = 32, lr: float = 2e-3, warmup: int = 100,
              seed: int = 0, log_every: int = 0, callback=None, callback_every: int = 0,
-             losses: list | None = None) -> list:
+             losses: list | None = None, labels=None, cond_drop: float = 0.0,
+             null_label: int | None = None) -> list:
     """Train ``model`` (eps-prediction) on images ``X`` (n, C, H, W) with AdamW.
+
+    A caption-conditional model also needs ``labels`` (n,); with ``cond_drop`` > 0 each drawn
+    label is replaced by the empty caption ``null_label`` with that probability (classifier-free
+    guidance training).
 
     Each step draws ``batch_size`` training images uniformly with replacement, one timestep and
     one noise per image. The learning rate rises linearly over ``warmup`` steps, then decays as
@@ -38,7 +44,15 @@ def fit_unet(model, X, *, steps: int, batch_size: int = 32, lr: float = 2e-3, wa
     ``callback(step, model)``, if given, runs every ``callback_every`` steps (snapshots).
     Returns the list of losses (one per step), appended to ``losses`` when one is given.
     """
+    from .unet import check_labels
     X = as_float_tensor(X, "X", ndim=4).float()
+    lab = check_labels(model, labels, X.shape[0], "labels")
+    if isinstance(cond_drop, bool) or not isinstance(cond_drop, (int, float)) or not 0 <= cond_drop < 1:
+        raise ValueError(f"cond_drop must be a number in [0, 1), got {cond_drop!r}")
+    if cond_drop > 0:
+        if lab is None:
+            raise ValueError("cond_drop needs a conditional model and labels")
+        null = int(check_labels(model, null_label, 1, "null_label")[0])
     steps = check_positive_int(steps, "steps")
     batch_size = check_positive_int(batch_size, "batch_size")
     warmup = check_positive_int(warmup, "warmup", minimum=0)
@@ -60,7 +74,12 @@ def fit_unet(model, X, *, steps: int, batch_size: int = 32, lr: float = 2e-3, wa
         for g in opt.param_groups:
             g["lr"] = lr_at(i)
         idx = torch.randint(0, X.shape[0], (batch_size,), generator=gen)
-        loss = diffusion_loss(model, sched, X[idx], generator=gen)
+        lb = None
+        if lab is not None:
+            lb = lab[idx]
+            if cond_drop > 0:
+                lb = torch.where(torch.rand(batch_size, generator=gen) < cond_drop, null, lb)
+        loss = diffusion_loss(model, sched, X[idx], generator=gen, class_labels=lb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -73,6 +92,18 @@ def fit_unet(model, X, *, steps: int, batch_size: int = 32, lr: float = 2e-3, wa
             model.train()
     model.eval()
     return losses
+
+
+def planted_from_config(cfg):
+    """The :class:`utils.detection.PlantedData` training set of a config with a ``planted`` entry
+    (a config dict or name)."""
+    from .data import load_images
+    from .detection import planted_dataset
+    cfg = get_config(cfg) if isinstance(cfg, str) else cfg
+    if "planted" not in cfg:
+        raise ValueError(f"config {cfg.get('config_name', '')!r} has no planted duplicates")
+    X, y = load_images(cfg["dataset"], cfg["n"], size=cfg["size"], seed=cfg["data_seed"], return_labels=True)
+    return planted_dataset(X, y, **cfg["planted"])
 
 
 def train_from_config(name: str, out, *, steps: int | None = None, log_every: int = 0,
@@ -89,7 +120,12 @@ def train_from_config(name: str, out, *, steps: int | None = None, log_every: in
     cfg = get_config(name)
     if steps is not None:
         cfg["steps"] = check_positive_int(steps, "steps")
-    X = load_images(cfg["dataset"], cfg["n"], size=cfg["size"], seed=cfg["data_seed"])
+    labels, null = None, None
+    if "planted" in cfg:        # caption-conditional with planted duplicates (chapter 9)
+        data = planted_from_config(cfg)
+        X, labels, null = data.images, data.labels, data.null_label
+    else:
+        X = load_images(cfg["dataset"], cfg["n"], size=cfg["size"], seed=cfg["data_seed"])
     torch.manual_seed(cfg["seed"])
     model = build_unet(cfg["model"])
     out = Path(out)
@@ -119,7 +155,8 @@ def train_from_config(name: str, out, *, steps: int | None = None, log_every: in
 
     fit_unet(model, X, steps=cfg["steps"], batch_size=cfg["batch_size"], lr=cfg["lr"],
              warmup=cfg["warmup"], seed=cfg["seed"], log_every=log_every, losses=losses,
-             callback=snapshot, callback_every=snapshot_every)
+             callback=snapshot, callback_every=snapshot_every, labels=labels,
+             cond_drop=cfg.get("cond_drop", 0.0), null_label=null)
     return write(out, cfg["steps"], model)
 
 

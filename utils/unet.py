@@ -48,6 +48,13 @@ CONFIGS = {
     # every digit (1,797 images), same network and recipe; it never copies, so half the steps
     "digits-generalized": dict(dataset="digits", n=None, size=16, data_seed=0, steps=1500,
                                batch_size=16, lr=2e-3, warmup=100, seed=0, model=SMALL_UNET),
+    # caption-conditional (chapter 9): every digit with the caption "digit k", plus 10 planted
+    # digits, each repeated 100 times with a caption of its own; 10% of captions are dropped to
+    # the empty caption (label 20) so that classifier-free guidance works
+    "digits-planted": dict(dataset="digits", n=None, size=16, data_seed=0, steps=6000,
+                           batch_size=16, lr=2e-3, warmup=100, seed=0,
+                           planted=dict(n_planted=10, copies=100, seed=0), cond_drop=0.1,
+                           model=dict(SMALL_UNET, num_class_embeds=21)),
 }
 
 
@@ -99,40 +106,100 @@ def _check_images(x, name="x0") -> torch.Tensor:
     return t
 
 
-def diffusion_loss(model, scheduler, x0, *, generator: torch.Generator | None = None) -> torch.Tensor:
-    """The DDPM loss: mean over the batch of ||eps_theta(x_t, t) - eps||^2 / (C H W), with
-    t uniform on {0, ..., T-1} and eps ~ N(0, I). ``x0``: (n, C, H, W) in [-1, 1]."""
+def num_labels(model) -> int:
+    """Number of caption labels of a conditional model (``num_class_embeds``), 0 if unconditional."""
+    return int(getattr(model.config, "num_class_embeds", None) or 0)
+
+
+def check_labels(model, labels, n: int, name: str = "class_labels") -> torch.Tensor | None:
+    """Validate caption labels for ``n`` images: None for an unconditional model, otherwise an int
+    or an (n,) integer tensor with values in [0, num_labels). Returns an (n,) int64 tensor or None."""
+    k = num_labels(model)
+    if k == 0:
+        if labels is not None:
+            raise ValueError(f"{name} given, but the model is unconditional (no num_class_embeds)")
+        return None
+    if labels is None:
+        raise ValueError(f"the model is conditional on {k} labels: give {name}")
+    if isinstance(labels, bool):
+        raise TypeError(f"{name} must be an int or an integer tensor, got a bool")
+    lab = torch.as_tensor(labels)
+    if lab.is_floating_point() or lab.is_complex():
+        raise TypeError(f"{name} must be integers, got dtype {lab.dtype}")
+    lab = lab.long()
+    if lab.ndim == 0:
+        lab = lab.expand(n)
+    if lab.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},), got {tuple(lab.shape)}")
+    if n and (int(lab.min()) < 0 or int(lab.max()) >= k):
+        raise ValueError(f"{name} must lie in [0, {k - 1}], got values in [{int(lab.min())}, {int(lab.max())}]")
+    return lab.clone()
+
+
+def initial_noise(model, n: int, *, seed: int = 0, shape=None) -> torch.Tensor:
+    """The starting noise x_T (n, C, H, W) that :func:`sample` uses for ``seed``."""
+    cfg = model.config
+    shape = tuple(shape) if shape is not None else (cfg.in_channels, cfg.sample_size, cfg.sample_size)
+    gen = torch.Generator().manual_seed(int(seed))
+    return torch.randn((check_positive_int(n, "n"), *shape), generator=gen)
+
+
+def diffusion_loss(model, scheduler, x0, *, generator: torch.Generator | None = None,
+                   class_labels=None) -> torch.Tensor:
+    """The DDPM loss: mean over the batch of ||eps_theta(x_t, t[, c]) - eps||^2 / (C H W), with
+    t uniform on {0, ..., T-1} and eps ~ N(0, I). ``x0``: (n, C, H, W) in [-1, 1];
+    ``class_labels``: (n,) caption labels, required by (and only by) a conditional model."""
     x0 = _check_images(x0)
     n = x0.shape[0]
+    lab = check_labels(model, class_labels, n)
     t = torch.randint(0, scheduler.config.num_train_timesteps, (n,), generator=generator)
     eps = torch.randn(x0.shape, generator=generator)
     xt = scheduler.add_noise(x0, eps, t)
-    return torch.nn.functional.mse_loss(model(xt, t).sample, eps)
+    return torch.nn.functional.mse_loss(model(xt, t, class_labels=lab).sample, eps)
+
+
+def guided_eps(model, x, t, labels, *, guidance: float = 1.0, null_label: int | None = None):
+    """The noise prediction used for sampling: eps(x, t) for an unconditional model (labels None),
+    eps(x, t, c) at guidance 1, and classifier-free guidance
+    eps(x, t, null) + guidance * (eps(x, t, c) - eps(x, t, null)) otherwise (one batched pass)."""
+    if labels is None:
+        return model(x, t).sample
+    if guidance == 1.0:
+        return model(x, t, class_labels=labels).sample
+    null = torch.full_like(labels, int(null_label))
+    both = model(torch.cat([x, x]), t, class_labels=torch.cat([labels, null])).sample
+    cond, uncond = both.chunk(2)
+    return uncond + guidance * (cond - uncond)
 
 
 @torch.no_grad()
 def sample(model, scheduler, n: int, *, steps: int = 50, seed: int = 0, batch_size: int = 256,
-           shape=None) -> torch.Tensor:
+           shape=None, class_labels=None, guidance: float = 1.0, null_label: int | None = None) -> torch.Tensor:
     """Generate ``n`` images with deterministic DDIM (eta = 0) in ``steps`` steps.
 
-    The initial noise comes from a generator seeded with ``seed``, so the same (model, n, seed)
-    gives the same images. Returns (n, C, H, W) float32 in [-1, 1].
+    The initial noise is :func:`initial_noise` (model, n, seed), so the same (model, n, seed)
+    gives the same images. A conditional model needs ``class_labels`` (an int or (n,) labels);
+    ``guidance`` != 1 applies classifier-free guidance with the empty caption ``null_label``.
+    Returns (n, C, H, W) float32 in [-1, 1].
     """
     n = check_positive_int(n, "n")
     steps = check_positive_int(steps, "steps", minimum=2)
     batch_size = check_positive_int(batch_size, "batch_size")
-    cfg = model.config
-    shape = tuple(shape) if shape is not None else (cfg.in_channels, cfg.sample_size, cfg.sample_size)
-    gen = torch.Generator().manual_seed(int(seed))
-    x = torch.randn((n, *shape), generator=gen)
+    labels = check_labels(model, class_labels, n)
+    if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not guidance >= 0:
+        raise ValueError(f"guidance must be a number >= 0, got {guidance!r}")
+    if labels is not None and guidance != 1.0:
+        check_labels(model, null_label, 1, "null_label")
+    x = initial_noise(model, n, seed=seed, shape=shape)
     scheduler.set_timesteps(steps)
     was_training = model.training
     model.eval()
     out = []
     for start in range(0, n, batch_size):
         xb = x[start:start + batch_size]
+        lb = None if labels is None else labels[start:start + batch_size]
         for t in scheduler.timesteps:
-            eps = model(xb, t).sample
+            eps = guided_eps(model, xb, t, lb, guidance=float(guidance), null_label=null_label)
             xb = scheduler.step(eps, t, xb, eta=0.0).prev_sample
         out.append(xb)
     model.train(was_training)
@@ -150,14 +217,17 @@ def pool(features: torch.Tensor, how: str = "max") -> torch.Tensor:
 
 
 @torch.no_grad()
-def probe(model, scheduler, images, names, *, timestep: int = 10, seed: int = 0) -> dict:
+def probe(model, scheduler, images, names, *, timestep: int = 10, seed: int = 0,
+          class_labels=None) -> dict:
     """The representation probe: add noise at training ``timestep`` to ``images`` (n, C, H, W),
     run one UNet pass, and return ``{name: feature map (n, C', h, w)}`` of the named modules.
 
-    The same noise (seeded with ``seed``) is used for every call with the same arguments.
+    The same noise (seeded with ``seed``) is used for every call with the same arguments. A
+    conditional model needs ``class_labels`` (the detector of chapter 9 passes the empty caption).
     """
     from .representations import capture
     x0 = _check_images(images, "images")
+    labels = check_labels(model, class_labels, x0.shape[0])
     T = scheduler.config.num_train_timesteps
     if isinstance(timestep, bool) or not isinstance(timestep, int) or not 0 <= timestep < T:
         raise ValueError(f"timestep must be an integer in [0, {T - 1}], got {timestep!r}")
@@ -168,7 +238,7 @@ def probe(model, scheduler, images, names, *, timestep: int = 10, seed: int = 0)
     was_training = model.training
     model.eval()
     with capture(model, names) as reps:
-        model(xt, t)
+        model(xt, t, class_labels=labels)
     model.train(was_training)
     return dict(reps)
 
