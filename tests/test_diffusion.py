@@ -134,3 +134,24 @@ def test_sample_ve_bad_input():
         diffusion.sample_ve(lambda x, s: x * float("nan"), (2, 3))
     with pytest.raises(ValueError, match="sigma_min"):
         diffusion.sample_ve(lambda x, s: x, (2, 3), sigma_min=-1)
+
+
+def test_empirical_jacobian_matches_autograd_and_vanishes_on_a_stored_point():
+    from utils.diffusion import empirical_denoiser, empirical_jacobian
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(12, 5, generator=g).double()
+    y = torch.randn(3, 5, generator=g).double()
+    J = empirical_jacobian(y, X, 0.8)
+    assert J.shape == (3, 5, 5) and torch.allclose(J, J.transpose(1, 2))
+    def f_emp(v):                                    # a differentiable copy of the definition
+        return torch.softmax(-((v - X) ** 2).sum(1) / (2 * 0.8 ** 2), dim=0) @ X
+
+    assert torch.allclose(f_emp(y[0]), empirical_denoiser(y[:1], X, 0.8)[0])
+    for i in range(3):
+        auto = torch.autograd.functional.jacobian(f_emp, y[i])
+        assert torch.allclose(J[i], auto, atol=1e-10)
+    assert (torch.linalg.eigvalsh(J) > -1e-12).all()
+    at_point = empirical_jacobian(X[:1] + 1e-3, X, 0.05)            # posterior on one point
+    assert at_point.abs().max() < 1e-8
+    with pytest.raises(ValueError, match="features"):
+        empirical_jacobian(y[:, :4], X, 0.8)

@@ -84,3 +84,19 @@ def test_check_tpr_at_fpr_accepts_right_and_rejects_wrong():
         exercises.check_tpr_at_fpr(ignores_ties)
     with pytest.raises(TypeError):
         exercises.check_tpr_at_fpr(3)
+
+
+def test_check_empirical_jacobian():
+    def right(y, X, s):
+        logits = -((X - y) ** 2).sum(1) / (2 * s ** 2)
+        w = np.exp(logits - logits.max())
+        w /= w.sum()
+        D = X - w @ X
+        return (w[:, None] * D).T @ D / s ** 2
+
+    def forgot_sigma(y, X, s):
+        return right(y, X, s) * s ** 2
+
+    assert exercises.check_empirical_jacobian(right) is True
+    with pytest.raises(AssertionError, match="case"):
+        exercises.check_empirical_jacobian(forgot_sigma)

@@ -54,6 +54,26 @@ def empirical_denoiser(y, X_train, sigma, *, chunk_size: int | None = None) -> t
     return out.to(yt.dtype).reshape(yt.shape)
 
 
+def empirical_jacobian(y, X_train, sigma) -> torch.Tensor:
+    """Jacobian of :func:`empirical_denoiser` at each input: (m, d) inputs -> (m, d, d) float64.
+
+    J(y) = Cov_w(x) / sigma^2 = sum_i w_i(y) (x_i - f(y))(x_i - f(y))^T / sigma^2, the posterior
+    covariance of the training point given y, divided by sigma^2 (chapter 10 proves it). It is
+    symmetric positive semidefinite, and it vanishes when the posterior sits on one training point.
+    ``sigma`` is a positive float.
+    """
+    yt = as_float_tensor(y, "y", ndim=2).double()
+    X = as_float_tensor(X_train, "X_train", ndim=2).double()
+    if yt.shape[1] != X.shape[1]:
+        raise ValueError(f"y has {yt.shape[1]} features but X_train has {X.shape[1]}")
+    s = float(check_sigma(sigma))
+    d2 = torch.cdist(yt, X, compute_mode="donot_use_mm_for_euclid_dist") ** 2
+    w = torch.softmax(-d2 / (2 * s ** 2), dim=1)                   # (m, n)
+    f = w @ X                                                       # (m, d)
+    D = X[None, :, :] - f[:, None, :]                               # (m, n, d)
+    return torch.einsum("mn,mnd,mne->mde", w, D, D) / s ** 2
+
+
 def noise_levels(sigma_max: float = 2.0, sigma_min: float = 0.02, steps: int = 60) -> torch.Tensor:
     """``steps`` geometrically spaced noise levels from sigma_max down to sigma_min (float64)."""
     smax = float(check_sigma(sigma_max, "sigma_max"))

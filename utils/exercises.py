@@ -259,3 +259,30 @@ def check_tpr_at_fpr(fn) -> bool:
                f"case '{name}'", rtol=0, atol=1e-12, hint=hints[k])
     print(f"Correct! Your TPR at a fixed FPR matches on all {len(cases)} cases.")
     return True
+
+
+def check_empirical_jacobian(fn) -> bool:
+    """Check a reader's ``fn(y, X, sigma) -> (d, d)``: the Jacobian of the empirical denoiser at
+    one input y (d,) for training points X (n, d) (chapter 10). Cases: a moderate noise level, a
+    posterior concentrated on one point (the Jacobian is nearly 0), and a huge noise level (it
+    tends to the covariance of X over sigma^2). Raises ``AssertionError`` naming the failing case,
+    else prints and returns True.
+    """
+    from .diffusion import empirical_jacobian
+
+    if not callable(fn):
+        raise TypeError("pass your function itself, e.g. check_empirical_jacobian(my_jacobian)")
+    rng = np.random.default_rng(11)
+    X = rng.uniform(-1, 1, (20, 6))
+    cases = [("moderate noise (sigma=0.7)", X[3] + 0.7 * rng.standard_normal(6), X, 0.7),
+             ("next to a training point (sigma=0.05)", X[5] + 0.01, X, 0.05),
+             ("huge noise (sigma=50)", rng.uniform(-1, 1, 6), X, 50.0)]
+    hints = {0: "J = sum_i w_i (x_i - f)(x_i - f)^T / sigma^2 with the softmax weights w_i",
+             1: "subtract the largest logit before exponentiating (log-sum-exp)",
+             2: "the weights become uniform; do not forget the 1/sigma^2"}
+    for k, (name, y, Xc, s) in enumerate(cases):
+        want = empirical_jacobian(torch.from_numpy(y[None]), torch.from_numpy(Xc), s)[0].numpy()
+        got = _as_numpy(_call(fn, (y.copy(), Xc.copy(), s), name), "your function")
+        _close(got, want, f"case '{name}'", rtol=1e-6, atol=1e-10, hint=hints[k])
+    print(f"Correct! Your Jacobian matches on all {len(cases)} cases.")
+    return True

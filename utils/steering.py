@@ -50,3 +50,43 @@ def steer(model: torch.nn.Module, directions: dict, alpha: float, *, active=None
     finally:
         for h in handles:
             h.remove()
+
+
+def mean_difference(positive, negative) -> torch.Tensor:
+    """The steering direction mean(positive) - mean(negative) of two sets of pooled
+    representations (n+, C) and (n-, C) -> (C,)."""
+    pos = as_float_tensor(positive, "positive", ndim=2).float()
+    neg = as_float_tensor(negative, "negative", ndim=2).float()
+    if pos.shape[1] != neg.shape[1]:
+        raise ValueError(f"positive has {pos.shape[1]} channels but negative has {neg.shape[1]}")
+    if len(pos) == 0 or len(neg) == 0:
+        raise ValueError("positive and negative need at least one row each")
+    return pos.mean(0) - neg.mean(0)
+
+
+@contextmanager
+def timestep_window(model: torch.nn.Module, *, t_max: int, t_min: int = 0):
+    """Yield a zero-argument callable that is True while the model runs a forward pass at a
+    timestep t with ``t_min <= t < t_max``; pass it as ``active=`` to :func:`steer`.
+
+    The timestep is read from the second positional argument or the ``timestep`` keyword of
+    ``model.forward`` (diffusers UNets), through a pre-hook removed on exit. Sampling runs from
+    large t to small t, so ``t_max=500`` steers the second half of a 1000-step schedule.
+    """
+    if isinstance(t_max, bool) or isinstance(t_min, bool) or not (
+            isinstance(t_max, int) and isinstance(t_min, int)) or not 0 <= t_min < t_max:
+        raise ValueError(f"need integers 0 <= t_min < t_max, got t_min={t_min!r}, t_max={t_max!r}")
+    state = {"t": None}
+
+    def pre(_module, args, kwargs):
+        t = args[1] if len(args) > 1 else kwargs.get("timestep")
+        if t is None:
+            raise ValueError("timestep_window: the model was called without a timestep")
+        t = torch.as_tensor(t)
+        state["t"] = int(t.flatten()[0]) if t.numel() else None
+
+    handle = model.register_forward_pre_hook(pre, with_kwargs=True)
+    try:
+        yield lambda: state["t"] is not None and t_min <= state["t"] < t_max
+    finally:
+        handle.remove()

@@ -174,13 +174,15 @@ def guided_eps(model, x, t, labels, *, guidance: float = 1.0, null_label: int | 
 
 @torch.no_grad()
 def sample(model, scheduler, n: int, *, steps: int = 50, seed: int = 0, batch_size: int = 256,
-           shape=None, class_labels=None, guidance: float = 1.0, null_label: int | None = None) -> torch.Tensor:
+           shape=None, class_labels=None, guidance: float = 1.0, null_label: int | None = None,
+           return_x0: bool = False):
     """Generate ``n`` images with deterministic DDIM (eta = 0) in ``steps`` steps.
 
     The initial noise is :func:`initial_noise` (model, n, seed), so the same (model, n, seed)
     gives the same images. A conditional model needs ``class_labels`` (an int or (n,) labels);
     ``guidance`` != 1 applies classifier-free guidance with the empty caption ``null_label``.
-    Returns (n, C, H, W) float32 in [-1, 1].
+    Returns (n, C, H, W) float32 in [-1, 1]; with ``return_x0`` also the clean-image estimate of
+    every step, (steps, n, C, H, W) (the sampling trajectory as the model sees it).
     """
     n = check_positive_int(n, "n")
     steps = check_positive_int(steps, "steps", minimum=2)
@@ -194,16 +196,23 @@ def sample(model, scheduler, n: int, *, steps: int = 50, seed: int = 0, batch_si
     scheduler.set_timesteps(steps)
     was_training = model.training
     model.eval()
-    out = []
+    out, x0s = [], []
     for start in range(0, n, batch_size):
         xb = x[start:start + batch_size]
         lb = None if labels is None else labels[start:start + batch_size]
+        traj = []
         for t in scheduler.timesteps:
             eps = guided_eps(model, xb, t, lb, guidance=float(guidance), null_label=null_label)
-            xb = scheduler.step(eps, t, xb, eta=0.0).prev_sample
+            step = scheduler.step(eps, t, xb, eta=0.0)
+            xb = step.prev_sample
+            if return_x0:
+                traj.append(step.pred_original_sample)
         out.append(xb)
+        if return_x0:
+            x0s.append(torch.stack(traj))
     model.train(was_training)
-    return torch.cat(out).clamp(-1, 1)
+    images = torch.cat(out).clamp(-1, 1)
+    return (images, torch.cat(x0s, dim=1)) if return_x0 else images
 
 
 def pool(features: torch.Tensor, how: str = "max") -> torch.Tensor:
