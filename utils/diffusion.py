@@ -14,6 +14,25 @@ import torch
 from .checks import as_float_tensor, check_positive_int, check_sigma
 
 
+def _softmax_weights(yf: torch.Tensor, Xf: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """softmax_i(-||y - x_i||^2 / (2 s^2)) for float64 rows yf (m, d), Xf (n, d) and s (m,) or
+    a scalar tensor -> (m, n). Direct differences (no cancellation) and log-sum-exp."""
+    d2 = torch.cdist(yf, Xf, compute_mode="donot_use_mm_for_euclid_dist") ** 2
+    s = s.reshape(-1, 1) if s.ndim else s
+    return torch.softmax(-d2 / (2 * s ** 2), dim=1)
+
+
+def posterior_weights(y, X_train, sigma) -> torch.Tensor:
+    """The weights w_i(y) of :func:`empirical_denoiser`: the posterior probability that the clean
+    point is x_i given y = x_i + sigma * eps. (m, d) inputs, (n, d) training points -> (m, n)
+    float64; ``sigma`` a positive float."""
+    yt = as_float_tensor(y, "y", ndim=2).double()
+    X = as_float_tensor(X_train, "X_train", ndim=2).double()
+    if yt.shape[1] != X.shape[1]:
+        raise ValueError(f"y has {yt.shape[1]} features but X_train has {X.shape[1]}")
+    return _softmax_weights(yt, X, torch.as_tensor(float(check_sigma(sigma)), dtype=torch.float64))
+
+
 def empirical_denoiser(y, X_train, sigma, *, chunk_size: int | None = None) -> torch.Tensor:
     """The exact minimizer of the denoising loss on a finite training set.
 
@@ -47,10 +66,7 @@ def empirical_denoiser(y, X_train, sigma, *, chunk_size: int | None = None) -> t
     out = torch.empty_like(yf)
     for start in range(0, m, chunk_size):
         sl = slice(start, start + chunk_size)
-        d2 = torch.cdist(yf[sl], Xf, compute_mode="donot_use_mm_for_euclid_dist") ** 2
-        logits = -d2 / (2 * s[sl, None] ** 2)
-        w = torch.softmax(logits, dim=1)               # log-sum-exp inside
-        out[sl] = w @ Xf
+        out[sl] = _softmax_weights(yf[sl], Xf, s[sl].double()) @ Xf
     return out.to(yt.dtype).reshape(yt.shape)
 
 
@@ -62,13 +78,9 @@ def empirical_jacobian(y, X_train, sigma) -> torch.Tensor:
     symmetric positive semidefinite, and it vanishes when the posterior sits on one training point.
     ``sigma`` is a positive float.
     """
-    yt = as_float_tensor(y, "y", ndim=2).double()
+    w = posterior_weights(y, X_train, sigma)                        # (m, n), validates the inputs
     X = as_float_tensor(X_train, "X_train", ndim=2).double()
-    if yt.shape[1] != X.shape[1]:
-        raise ValueError(f"y has {yt.shape[1]} features but X_train has {X.shape[1]}")
     s = float(check_sigma(sigma))
-    d2 = torch.cdist(yt, X, compute_mode="donot_use_mm_for_euclid_dist") ** 2
-    w = torch.softmax(-d2 / (2 * s ** 2), dim=1)                   # (m, n)
     f = w @ X                                                       # (m, d)
     D = X[None, :, :] - f[:, None, :]                               # (m, n, d)
     return torch.einsum("mn,mnd,mne->mde", w, D, D) / s ** 2
