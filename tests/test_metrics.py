@@ -131,3 +131,45 @@ def test_psnr():
     assert np.isinf(p[1])
     with pytest.raises(ValueError, match="shape"):
         metrics.psnr(torch.zeros(2, 4), torch.zeros(2, 5))
+
+
+# --- merge_parallel_units -----------------------------------------------------------------------
+def _split_tied_unit(W, j, coeffs):
+    """Split unit j of a tied ReLU DAE into parallel units c_i w_j (sum c_i^2 = 1)."""
+    rows = [W[k] for k in range(W.shape[0]) if k != j] + [c * W[j] for c in coeffs]
+    return np.stack(rows)
+
+
+def test_merge_parallel_units_undoes_a_split_of_a_tied_unit():
+    from utils.metrics import SPIKINESS_KINDS, merge_parallel_units, participation_ratio, spikiness
+    rng = np.random.default_rng(0)
+    W = rng.normal(size=(6, 10))
+    Y = rng.normal(size=(40, 10))
+    c = np.array([0.6, 0.8])                          # 0.36 + 0.64 = 1
+    Ws = _split_tied_unit(W, 2, c)
+    f = lambda M: np.maximum(Y @ M.T, 0) @ M
+    assert np.allclose(f(W), f(Ws))                   # the split network is the same function
+    H, Hs = np.maximum(Y @ W.T, 0), np.maximum(Y @ Ws.T, 0)
+    M, Ms = merge_parallel_units(H, W), merge_parallel_units(Hs, Ws)
+    assert M.shape == Ms.shape == (40, 6)
+    for kind in SPIKINESS_KINDS:
+        assert np.allclose(spikiness(M, kind), spikiness(Ms, kind)), kind
+        assert np.allclose(spikiness(M, kind), spikiness(H, kind)), kind   # nothing parallel in W
+    assert np.allclose(participation_ratio(M), participation_ratio(Ms))
+    # without merging the split network looks less spiky: the measure was not invariant
+    assert not np.allclose(spikiness(Hs, "top1_share"), spikiness(H, "top1_share"))
+
+
+def test_merge_parallel_units_groups_and_errors():
+    from utils.metrics import merge_parallel_units
+    W = np.array([[1.0, 0.0], [2.0, 0.01], [0.0, 1.0], [0.0, 0.0], [-1.0, 0.0]])
+    H = np.abs(np.random.default_rng(1).normal(size=(3, 5)))
+    M, groups = merge_parallel_units(H, W, return_groups=True)
+    assert [g.tolist() for g in groups] == [[0, 1], [2], [3], [4]]   # dead and antiparallel kept apart
+    assert np.allclose(M[:, 0], np.hypot(H[:, 0], H[:, 1]))
+    with pytest.raises(ValueError, match="rows"):
+        merge_parallel_units(H, W[:4])
+    with pytest.raises(ValueError, match="min_cosine"):
+        merge_parallel_units(H, W, min_cosine=1.5)
+    with pytest.raises(ValueError, match="NaN"):
+        merge_parallel_units(np.full((3, 5), np.nan), W)

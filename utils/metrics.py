@@ -83,6 +83,46 @@ def participation_ratio(H) -> np.ndarray:
     return out
 
 
+def merge_parallel_units(H, W, *, min_cosine: float = 0.99, return_groups: bool = False):
+    """Combine the activity of units whose weight rows point the same way -> (n, q).
+
+    Args:
+        H: activities (n, p) of p hidden units (for the ReLU DAE, ``model.encode(x)``).
+        W: the units' weight rows (p, d) (the encoder rows; for tied weights also the decoder's).
+        min_cosine: two units are parallel when the cosine of their rows is at least this; groups
+            are the connected components of that relation (single linkage). Rows of zero norm
+            (dead units) are never merged.
+        return_groups: also return the list of q index arrays, one per merged unit.
+    Returns:
+        (n, q) float64 array: column g is sqrt(sum_{j in g} H[:, j]^2), groups ordered by their
+        first unit.
+
+    Why the root of the sum of squares: splitting a unit w of the tied model
+    f(y) = sum_j w_j [w_j . y]_+ into parallel units c_i w with sum_i c_i^2 = 1 leaves f unchanged
+    and gives activities c_i h; their root sum of squares is h again. So after merging, every
+    spikiness measure of :func:`spikiness` and the participation ratio are the same for the
+    original and the split network (the number of merged units q equals the original p).
+    """
+    A = _rows(H)
+    Wt = as_float_tensor(W, "W", ndim=2).double().cpu().numpy()
+    if Wt.shape[0] != A.shape[1]:
+        raise ValueError(f"W has {Wt.shape[0]} rows but H has {A.shape[1]} units (columns); "
+                         "pass the (p, d) weight rows of the units of H")
+    if isinstance(min_cosine, bool) or not isinstance(min_cosine, (int, float)) \
+            or not -1 < float(min_cosine) <= 1:
+        raise ValueError(f"min_cosine must be a number in (-1, 1], got {min_cosine!r}")
+    from scipy.sparse.csgraph import connected_components
+
+    alive = np.linalg.norm(Wt, axis=1) > 0
+    U = _unit_rows(Wt)
+    adjacent = (U @ U.T >= float(min_cosine)) & alive[:, None] & alive[None, :]
+    _, label = connected_components(adjacent, directed=False)
+    order = list(dict.fromkeys(label.tolist()))          # component ids by first unit
+    groups = [np.flatnonzero(label == c) for c in order]
+    merged = np.stack([np.sqrt((A[:, g] ** 2).sum(1)) for g in groups], axis=1)
+    return (merged, groups) if return_groups else merged
+
+
 def _unit_rows(M: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(M, axis=1, keepdims=True)
     return np.divide(M, norms, out=np.zeros_like(M), where=norms > 0)
