@@ -113,8 +113,12 @@ def dae_defaults(n: int, d: int, p: int) -> dict:
             "batch_size": bs, "sparsity": 0.1 * min(1.0, p / n)}
 
 
+DAE_OPTIMIZERS = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop, "sgd": torch.optim.SGD}
+
+
 def fit_dae(model: nn.Module, X, *, sigma, steps=None, lr=None, weight_decay=None,
-            batch_size=None, seed: int = 0, progress: bool = False, sparsity=None) -> list[float]:
+            batch_size=None, seed: int = 0, progress: bool = False, sparsity=None,
+            optimizer: str = "adam") -> list[float]:
     """Train a :class:`utils.models.ReLUDAE` (tied or untied) to denoise ``X`` at one noise level.
 
     Objective (minimized with Adam, fresh noise every step):
@@ -139,9 +143,13 @@ def fit_dae(model: nn.Module, X, *, sigma, steps=None, lr=None, weight_decay=Non
             :func:`dae_defaults` from n, d and p.
         seed: seeds the noise and the mini-batches (the model's initialisation has its own seed).
         progress: show a tqdm progress bar.
+        optimizer: "adam" (the default), "rmsprop" or "sgd" (plain, no momentum), all with the
+            same learning rate and schedule, so that the optimizer can be ablated on its own.
     Returns:
         The training loss (the data term only, per sample, summed over coordinates) at every step.
     """
+    if optimizer not in DAE_OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {sorted(DAE_OPTIMIZERS)}")
     if not isinstance(model, nn.Module) or not hasattr(model, "d"):
         raise TypeError(f"model must be a ReLUDAE-like torch module with attribute d, got {type(model).__name__}")
     Xt = as_float_tensor(X, "X", ndim=2).float()
@@ -157,7 +165,7 @@ def fit_dae(model: nn.Module, X, *, sigma, steps=None, lr=None, weight_decay=Non
     if not mats:
         raise ValueError("the model has no trainable parameters")
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(mats, lr=lr)
+    opt = DAE_OPTIMIZERS[optimizer](mats, lr=lr)
     reps = max(1, bs // n) if n < bs else 1
     Xrep = Xt.repeat(reps, 1) if reps > 1 else Xt
     mu_steps = int(DAE_SPARSITY_FRAC * steps)
