@@ -176,3 +176,38 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# ---------------------------------------------------------------------------------------------
+# reading the results file (used by the chapter)
+# ---------------------------------------------------------------------------------------------
+SUMMARY_MEASURES = ("best_cosine_min", "live_neurons_5pct", "top1_share", "merged_0.99_top1_share",
+                    "merged_0.9_top1_share", "participation_ratio", "train_mse", "heldout_mse")
+
+
+def load_results(path=DEFAULT_OUT) -> dict:
+    """The results file written by this command, validated (its runs and provenance)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no results file {path.name}; make it with python -m utils.recipe_ablation")
+    result = json.loads(path.read_text())
+    if not {"provenance", "settings", "runs"} <= set(result):
+        raise ValueError(f"{path.name} is not a recipe-ablation results file")
+    return result
+
+
+def summarize(runs: list[dict], measures=SUMMARY_MEASURES) -> list[dict]:
+    """Group runs by (dataset, recipe, penalty, optimizer, init, steps) and give, per measure, the
+    mean and the min and max over seeds: [{"dataset", ..., "seeds", measure: (mean, min, max)}]."""
+    keys = ("dataset", "recipe", "penalty", "optimizer", "init", "steps")
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+    out = []
+    for key, rs in groups.items():
+        row = dict(zip(keys, key), seeds=len(rs))
+        for m in measures:
+            v = np.array([r[m] for r in rs], dtype=float)
+            row[m] = (float(v.mean()), float(v.min()), float(v.max()))
+        out.append(row)
+    return out
