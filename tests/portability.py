@@ -33,9 +33,12 @@ _UNCHECKED = ("NBVAL_IGNORE_OUTPUT", "NBVAL_SKIP")
 
 
 def _texts(cell) -> list[str]:
-    """The text outputs nbval compares (streams and text/* data), in order."""
+    """The text outputs nbval compares (streams merged by name, as nbval does, and text/* data)."""
+    import nbformat
+    from nbval.plugin import coalesce_streams
+
     out = []
-    for o in cell.get("outputs", []):
+    for o in coalesce_streams([nbformat.from_dict(copy.deepcopy(o)) for o in cell.get("outputs", [])]):
         if "text" in o:
             out.append("".join(o["text"]))
         for key, value in o.get("data", {}).items():
