@@ -119,3 +119,20 @@ def test_generalization_signature_with_defaults():
     H = m.encode(Xte).detach()
     assert np.median(spikiness(H, "top1_share")) <= 0.35
     assert np.median(participation_ratio(H)) >= 6
+
+
+def test_split_parallel_keeps_the_function_and_checks_its_input():
+    from utils.models import ReLUDAE, split_parallel
+    m = ReLUDAE(7, 5, seed=3)
+    y = torch.randn(20, 7, generator=torch.Generator().manual_seed(0))
+    s = split_parallel(m, [1, 4], (0.6, 0.8))
+    assert s.p == 7
+    assert torch.allclose(m(y), s(y), atol=1e-6)
+    assert torch.allclose(s.encoder_weight[3], 0.6 * m.encoder_weight[1])
+    assert torch.allclose(s.encoder_weight[6], 0.8 * m.encoder_weight[4])
+    with pytest.raises(ValueError, match="squares sum to 1"):
+        split_parallel(m, [1], (0.5, 0.5))
+    with pytest.raises(ValueError, match="distinct"):
+        split_parallel(m, [1, 1])
+    with pytest.raises(TypeError, match="tied"):
+        split_parallel(ReLUDAE(7, 5, tied=False), [1])

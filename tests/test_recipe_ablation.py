@@ -22,11 +22,11 @@ def test_the_ablation_command_writes_results_with_provenance(tmp_path):
     result = json.loads(out.read_text())
     assert {"command", "date", "torch", "seconds", "machine"} <= set(result["provenance"])
     runs = result["runs"]
-    assert len(runs) == 9                        # 8 fit_dae factor combinations + 1 official snapshot
+    assert len(runs) == 16       # 8 fit_dae factor combinations, 1 official snapshot, 7 optimizers
     assert {(r["penalty"], r["optimizer"], r["init"]) for r in runs if r["recipe"] == "fit_dae"} == {
         (a, b, c) for a in (True, False) for b in ("adam", "rmsprop") for c in ("default", "small")}
     for r in runs:
-        assert 0 < r["top1_share"] <= 1 and 1 <= r["participation_ratio"] <= 100
+        assert 0 <= r["top1_share"] <= 1 and 0 <= r["participation_ratio"] <= 100   # 0: dead
         assert r["merged_0.9_units"] <= r["merged_0.99_units"] <= 100
 
 
@@ -38,6 +38,7 @@ def test_the_committed_results_file_has_the_full_design():
     assert {r["dataset"] for r in runs} == {"digits", "faces"}
     assert len([r for r in runs if r["recipe"] == "fit_dae"]) == 2 * 3 * 8
     assert {r["steps"] for r in runs if r["recipe"] == "official"} == {1000, 5000, 20000, 50000}
+    assert len([r for r in runs if r["recipe"] == "anatomy"]) == 3 * 7
 
 
 def test_fit_dae_optimizer_option():
@@ -46,6 +47,11 @@ def test_fit_dae_optimizer_option():
         m = ReLUDAE(6, 4, seed=0)
         losses = fit_dae(m, X, sigma=0.3, steps=5, optimizer=name)
         assert len(losses) == 5
+    fit_dae(ReLUDAE(6, 4), X, sigma=0.3, steps=3, optimizer_options={"betas": (0.0, 0.99)})
+    with pytest.raises(TypeError, match="do not fit sgd"):
+        fit_dae(ReLUDAE(6, 4), X, sigma=0.3, steps=3, optimizer="sgd", optimizer_options={"betas": (0.0, 0.9)})
+    with pytest.raises(ValueError, match="must not set lr"):
+        fit_dae(ReLUDAE(6, 4), X, sigma=0.3, steps=3, optimizer_options={"lr": 1.0})
     with pytest.raises(ValueError, match="unknown optimizer 'lbfgs'"):
         fit_dae(ReLUDAE(6, 4), X, sigma=0.3, steps=5, optimizer="lbfgs")
 

@@ -63,6 +63,32 @@ class ReLUDAE(nn.Module):
         return f"d={self.d}, p={self.p}, tied={self.tied}"
 
 
+def split_parallel(model: ReLUDAE, units, coeffs=(0.6, 0.8)) -> ReLUDAE:
+    """A tied ReLU DAE equal to ``model`` as a function, with each unit j of ``units`` replaced by
+    parallel copies c_i w_j (the c_i > 0 with sum_i c_i^2 = 1).
+
+    The kept units come first, in their order; then, for each c_i in turn, the copies c_i w_j of
+    every split unit, in the order of ``units``. So the returned model has p + (k - 1) len(units)
+    rows, and rows ``p - len(units) + i * len(units) + m`` are the copies of ``units[m]``.
+    """
+    if not isinstance(model, ReLUDAE) or not model.tied:
+        raise TypeError("split_parallel needs a tied utils.models.ReLUDAE")
+    units = [int(j) for j in units]
+    if not units or len(set(units)) != len(units) or not all(0 <= j < model.p for j in units):
+        raise ValueError(f"units must be distinct indices in [0, {model.p}), got {units}")
+    c = torch.as_tensor(coeffs, dtype=torch.float64)
+    if c.ndim != 1 or len(c) < 2 or (c <= 0).any() or abs(float((c ** 2).sum()) - 1) > 1e-9:
+        raise ValueError(f"coeffs must be >= 2 positive numbers whose squares sum to 1, got {coeffs}")
+    W = model.encoder_weight.detach()
+    keep = [j for j in range(model.p) if j not in units]
+    rows = [W[keep]] + [float(ci) * W[units] for ci in c]
+    Wn = torch.cat(rows)
+    out = ReLUDAE(model.d, Wn.shape[0], seed=0).to(W.dtype)
+    with torch.no_grad():
+        out.encoder_weight.copy_(Wn)
+    return out
+
+
 class ReLUDiffusion(nn.Module):
     """A time-conditioned ReLU DAE: an x0-predictor for VE diffusion over noise levels sigma.
 

@@ -11,7 +11,9 @@ several seeds:
 * the book's ``fit_dae`` as a 2 x 2 x 2 factorial: neuron-norm penalty on (its default
   0.1 min(1, p/n)) or off, Adam or RMSprop, initialisation std 1/sqrt(d) or 0.1/sqrt(d);
 * the official recipe (``utils.official_recipe``: RMSprop 1e-3, weight decay 1e-2, mean loss,
-  50,000 full-batch steps), measured after 1k, 5k, 20k and 50k steps.
+  50,000 full-batch steps), measured after 1k, 5k, 20k and 50k steps;
+* on the digits, the anatomy of the optimizer (penalty off): Adam with and without momentum and
+  with a shorter second-moment average, RMSprop with and without momentum, plain SGD.
 
 For each model it records weight storage (each sample's best cosine to a neuron), the neuron-level
 and the merged (``utils.metrics.merge_parallel_units``) top-1 share and participation ratio on
@@ -46,6 +48,17 @@ N, P, SIGMA = 5, 100, 0.2
 OFFICIAL_SNAPSHOTS = (1_000, 5_000, 20_000, 50_000)
 FACTORS = [(penalty, opt, init) for penalty in (True, False) for opt in ("adam", "rmsprop")
            for init in ("default", "small")]
+# which part of the optimizer decides? penalty off, default init, digits: Adam's two averages and
+# RMSprop with momentum, against plain SGD (label -> (optimizer, options))
+ANATOMY = {
+    "adam(0.9, 0.999)": ("adam", {}),
+    "adam(0, 0.999)": ("adam", {"betas": (0.0, 0.999)}),
+    "adam(0.9, 0.99)": ("adam", {"betas": (0.9, 0.99)}),
+    "adam(0, 0.99)": ("adam", {"betas": (0.0, 0.99)}),
+    "rmsprop(0.99)": ("rmsprop", {}),
+    "rmsprop(0.99), momentum 0.9": ("rmsprop", {"momentum": 0.9}),
+    "sgd": ("sgd", {}),
+}
 
 
 def least_aligned(Z: torch.Tensor, k: int, pool: int = 300) -> list[int]:
@@ -141,6 +154,20 @@ def run(*, seeds: int = 3, book_steps: int | None = None, official_steps: int = 
                 rows.append(row)
             progress(f"{dataset} seed {seed} official, {official_steps} steps in {seconds:.0f} s: top-1 "
                      f"{rows[-1]['top1_share']:.2f}, merged {rows[-1]['merged_0.99_top1_share']:.2f}")
+            if dataset != "digits":
+                continue
+            for label, (opt, options) in ANATOMY.items():
+                t0 = time.perf_counter()
+                model = ReLUDAE(d, P, seed=seed)
+                fit_dae(model, X, sigma=SIGMA, seed=seed, steps=book_steps, sparsity=0.0,
+                        optimizer=opt, optimizer_options=options)
+                row = {"dataset": dataset, "recipe": "anatomy", "penalty": False, "optimizer": label,
+                       "init": "default", "seed": seed, "steps": book_steps or 1500,
+                       "seconds": round(time.perf_counter() - t0, 2)}
+                row.update(measure(model, X, held))
+                rows.append(row)
+                progress(f"{dataset} seed {seed} anatomy {label}: top-1 {row['top1_share']:.2f}, "
+                         f"live {row['live_neurons_5pct']}")
     return rows
 
 

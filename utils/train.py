@@ -118,7 +118,7 @@ DAE_OPTIMIZERS = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop, "sgd
 
 def fit_dae(model: nn.Module, X, *, sigma, steps=None, lr=None, weight_decay=None,
             batch_size=None, seed: int = 0, progress: bool = False, sparsity=None,
-            optimizer: str = "adam") -> list[float]:
+            optimizer: str = "adam", optimizer_options: dict | None = None) -> list[float]:
     """Train a :class:`utils.models.ReLUDAE` (tied or untied) to denoise ``X`` at one noise level.
 
     Objective (minimized with Adam, fresh noise every step):
@@ -145,6 +145,8 @@ def fit_dae(model: nn.Module, X, *, sigma, steps=None, lr=None, weight_decay=Non
         progress: show a tqdm progress bar.
         optimizer: "adam" (the default), "rmsprop" or "sgd" (plain, no momentum), all with the
             same learning rate and schedule, so that the optimizer can be ablated on its own.
+        optimizer_options: further keyword arguments of the optimizer (for example
+            ``{"betas": (0.0, 0.99)}`` for Adam without momentum); ``lr`` is set by fit_dae.
     Returns:
         The training loss (the data term only, per sample, summed over coordinates) at every step.
     """
@@ -165,7 +167,13 @@ def fit_dae(model: nn.Module, X, *, sigma, steps=None, lr=None, weight_decay=Non
     if not mats:
         raise ValueError("the model has no trainable parameters")
     gen = torch.Generator().manual_seed(seed)
-    opt = DAE_OPTIMIZERS[optimizer](mats, lr=lr)
+    options = dict(optimizer_options or {})
+    if "lr" in options:
+        raise ValueError("optimizer_options must not set lr; pass lr= to fit_dae")
+    try:
+        opt = DAE_OPTIMIZERS[optimizer](mats, lr=lr, **options)
+    except TypeError as exc:
+        raise TypeError(f"optimizer_options {options} do not fit {optimizer}: {exc}") from None
     reps = max(1, bs // n) if n < bs else 1
     Xrep = Xt.repeat(reps, 1) if reps > 1 else Xt
     mu_steps = int(DAE_SPARSITY_FRAC * steps)
