@@ -24,7 +24,8 @@ from tests.nbval_tolerance import NUMBER, _SPACES, is_decimal, parse_tolerance, 
 # kernel settings that stand in for CPUs of other makes (ATen's and MKL's dispatch, one thread)
 SETTINGS = {
     "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "OMP_NUM_THREADS": "1"},
-    "compatible": {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE", "OMP_NUM_THREADS": "1"},
+    "compatible": {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "AVX2",
+                   "OMP_NUM_THREADS": "1"},
     "avx-2threads": {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "AVX", "OMP_NUM_THREADS": "2"},
 }
 
