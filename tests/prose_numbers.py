@@ -6,7 +6,12 @@
 A number in a markdown cell *agrees* when some text output of the same notebook prints a number
 that equals it up to the rounding of the typed number (0.97 stands for [0.965, 0.975]) widened by
 the tolerance that the printing cell declares (``# NBVAL_TOLERANCE``, tests/nbval_tolerance.py), so
-the text stays right on every machine where nbval passes. ``57%`` also agrees with a printed 0.57.
+the text stays right on every machine where nbval passes. ``57%`` also agrees with a printed 0.57,
+and magnitudes are compared ("1.4 standard deviations below" agrees with a printed -1.4).
+
+What it cannot see: which printed number a sentence means. Any matching number of the notebook
+backs it, so a coincidental match can hide a wrong sentence; the test catches numbers that match
+nothing, and a reader (or referee) still checks the rest.
 
 The simple rule for what is not a measurement, and so is exempt:
 
@@ -134,7 +139,8 @@ def _agrees(token: str, percent: bool, printed: list[Printed]) -> bool:
     for c, h in zip(candidates, [half, half / 100]):
         for p in printed:
             slack = h + p.tol.abs_ + p.tol.rel * abs(p.value) + 1e-12
-            if abs(p.value - c) <= slack:
+            # magnitudes: the text says "1.4 standard deviations below" for a printed -1.4
+            if abs(abs(p.value) - abs(c)) <= slack:
                 return True
     return False
 
