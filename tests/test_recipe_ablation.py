@@ -22,7 +22,7 @@ def test_the_ablation_command_writes_results_with_provenance(tmp_path):
     result = json.loads(out.read_text())
     assert {"command", "date", "torch", "seconds", "machine"} <= set(result["provenance"])
     runs = result["runs"]
-    assert len(runs) == 16       # 8 fit_dae factor combinations, 1 official snapshot, 7 optimizers
+    assert len(runs) == 18       # 8 fit_dae factor combinations, 1 official snapshot, 9 optimizers
     assert {(r["penalty"], r["optimizer"], r["init"]) for r in runs if r["recipe"] == "fit_dae"} == {
         (a, b, c) for a in (True, False) for b in ("adam", "rmsprop") for c in ("default", "small")}
     for r in runs:
@@ -38,7 +38,7 @@ def test_the_committed_results_file_has_the_full_design():
     assert {r["dataset"] for r in runs} == {"digits", "faces"}
     assert len([r for r in runs if r["recipe"] == "fit_dae"]) == 2 * 3 * 8
     assert {r["steps"] for r in runs if r["recipe"] == "official"} == {1000, 5000, 20000, 50000}
-    assert len([r for r in runs if r["recipe"] == "anatomy"]) == 3 * 7
+    assert len([r for r in runs if r["recipe"] == "anatomy"]) == 3 * 9
 
 
 def test_fit_dae_optimizer_option():

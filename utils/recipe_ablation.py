@@ -13,7 +13,8 @@ several seeds:
 * the official recipe (``utils.official_recipe``: RMSprop 1e-3, weight decay 1e-2, mean loss,
   50,000 full-batch steps), measured after 1k, 5k, 20k and 50k steps;
 * on the digits, the anatomy of the optimizer (penalty off): Adam with and without momentum and
-  with a shorter second-moment average, RMSprop with and without momentum, plain SGD.
+  with a shorter second-moment average, RMSprop with and without momentum, plain SGD at fit_dae's
+  step size and at lr 0.1 (1500 and 5000 steps).
 
 For each model it records weight storage (each sample's best cosine to a neuron), the neuron-level
 and the merged (``utils.metrics.merge_parallel_units``) top-1 share and participation ratio on
@@ -49,15 +50,18 @@ OFFICIAL_SNAPSHOTS = (1_000, 5_000, 20_000, 50_000)
 FACTORS = [(penalty, opt, init) for penalty in (True, False) for opt in ("adam", "rmsprop")
            for init in ("default", "small")]
 # which part of the optimizer decides? penalty off, default init, digits: Adam's two averages and
-# RMSprop with momentum, against plain SGD (label -> (optimizer, options))
+# RMSprop with momentum, against plain SGD at fit_dae's step size and at a larger one, for longer
+# (label -> (optimizer, options, lr or None for fit_dae's, steps or None for fit_dae's))
 ANATOMY = {
-    "adam(0.9, 0.999)": ("adam", {}),
-    "adam(0, 0.999)": ("adam", {"betas": (0.0, 0.999)}),
-    "adam(0.9, 0.99)": ("adam", {"betas": (0.9, 0.99)}),
-    "adam(0, 0.99)": ("adam", {"betas": (0.0, 0.99)}),
-    "rmsprop(0.99)": ("rmsprop", {}),
-    "rmsprop(0.99), momentum 0.9": ("rmsprop", {"momentum": 0.9}),
-    "sgd": ("sgd", {}),
+    "adam(0.9, 0.999)": ("adam", {}, None, None),
+    "adam(0, 0.999)": ("adam", {"betas": (0.0, 0.999)}, None, None),
+    "adam(0.9, 0.99)": ("adam", {"betas": (0.9, 0.99)}, None, None),
+    "adam(0, 0.99)": ("adam", {"betas": (0.0, 0.99)}, None, None),
+    "rmsprop(0.99)": ("rmsprop", {}, None, None),
+    "rmsprop(0.99), momentum 0.9": ("rmsprop", {"momentum": 0.9}, None, None),
+    "sgd": ("sgd", {}, None, None),
+    "sgd, lr 0.1": ("sgd", {}, 0.1, None),
+    "sgd, lr 0.1, 5000 steps": ("sgd", {}, 0.1, 5000),
 }
 
 
@@ -156,13 +160,14 @@ def run(*, seeds: int = 3, book_steps: int | None = None, official_steps: int = 
                      f"{rows[-1]['top1_share']:.2f}, merged {rows[-1]['merged_0.99_top1_share']:.2f}")
             if dataset != "digits":
                 continue
-            for label, (opt, options) in ANATOMY.items():
+            for label, (opt, options, lr, steps) in ANATOMY.items():
                 t0 = time.perf_counter()
                 model = ReLUDAE(d, P, seed=seed)
-                fit_dae(model, X, sigma=SIGMA, seed=seed, steps=book_steps, sparsity=0.0,
+                steps = book_steps if book_steps else steps
+                fit_dae(model, X, sigma=SIGMA, seed=seed, steps=steps, sparsity=0.0, lr=lr,
                         optimizer=opt, optimizer_options=options)
                 row = {"dataset": dataset, "recipe": "anatomy", "penalty": False, "optimizer": label,
-                       "init": "default", "seed": seed, "steps": book_steps or 1500,
+                       "init": "default", "seed": seed, "steps": steps or 1500,
                        "seconds": round(time.perf_counter() - t0, 2)}
                 row.update(measure(model, X, held))
                 rows.append(row)
@@ -209,7 +214,8 @@ if __name__ == "__main__":
 # reading the results file (used by the chapter)
 # ---------------------------------------------------------------------------------------------
 SUMMARY_MEASURES = ("best_cosine_min", "live_neurons_5pct", "top1_share", "merged_0.99_top1_share",
-                    "merged_0.9_top1_share", "participation_ratio", "train_mse", "heldout_mse")
+                    "merged_0.9_top1_share", "participation_ratio", "train_mse", "heldout_mse",
+                    "rel_dist_to_f_emp")
 
 
 def load_results(path=DEFAULT_OUT) -> dict:
