@@ -100,3 +100,26 @@ def test_check_empirical_jacobian():
     assert exercises.check_empirical_jacobian(right) is True
     with pytest.raises(AssertionError, match="case"):
         exercises.check_empirical_jacobian(forgot_sigma)
+
+
+def test_check_copy_ratio_accepts_the_experiment_and_rejects_a_wrong_one():
+    import torch
+    from utils import exercises
+    from utils.models import split_parallel
+    from utils.train import fit_dae
+
+    def right(model, units, optimizer, lr, steps, X, sigma):
+        net = split_parallel(model, units, (0.6, 0.8))
+        fit_dae(net, X, sigma=sigma, seed=1, sparsity=0.0, optimizer=optimizer, lr=lr, steps=steps)
+        W = net.encoder_weight.detach()
+        k, m = net.p - 2 * len(units), len(units)
+        a, b = W[k:k + m].norm(dim=1), W[k + m:].norm(dim=1)
+        return torch.minimum(a, b) / torch.maximum(a, b)
+
+    def no_training(model, units, optimizer, lr, steps, X, sigma):
+        return torch.full((len(units),), 0.75)
+
+    assert exercises.check_copy_ratio(right)
+    with pytest.raises(AssertionError, match="off by up to") as err:
+        exercises.check_copy_ratio(no_training)
+    assert "0.75" not in str(err.value).split("Hint")[0]      # no reference value is revealed

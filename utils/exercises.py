@@ -286,3 +286,54 @@ def check_empirical_jacobian(fn) -> bool:
         _close(got, want, f"case '{name}'", rtol=1e-6, atol=1e-10, hint=hints[k])
     print(f"Correct! Your Jacobian matches on all {len(cases)} cases.")
     return True
+
+
+def _copy_ratio_reference(model, units, optimizer, lr, steps, X, sigma):
+    from .models import split_parallel
+    from .train import fit_dae
+
+    net = split_parallel(model, units, (0.6, 0.8))
+    fit_dae(net, X, sigma=sigma, seed=1, sparsity=0.0, optimizer=optimizer, lr=lr, steps=steps)
+    W = net.encoder_weight.detach()
+    k, m = net.p - 2 * len(units), len(units)
+    a, b = W[k:k + m].norm(dim=1), W[k + m:].norm(dim=1)
+    return (torch.minimum(a, b) / torch.maximum(a, b)).double().numpy()
+
+
+def check_copy_ratio(fn) -> bool:
+    """Check a reader's ablation ``fn(model, units, optimizer, lr, steps, X, sigma) -> (len(units),)``
+    (chapter 5): split the given units of a trained tied ReLU DAE into copies 0.6 w and 0.8 w
+    (``utils.models.split_parallel``), continue training on X with ``fit_dae`` (penalty off,
+    ``seed=1``), and return min/max of each pair's copy norms.
+
+    The cases are small networks trained here (never the chapter's), so passing says the experiment
+    is implemented right, not what the chapter's numbers are. A failure names the case and how far
+    the answer is off, without printing the reference values.
+    """
+    from .models import ReLUDAE
+    from .train import fit_dae
+
+    if not callable(fn):
+        raise TypeError("pass your function itself, e.g. check_copy_ratio(my_copy_ratio)")
+    gen = torch.Generator().manual_seed(42)
+    X = torch.randn(4, 12, generator=gen) * 2
+    base = ReLUDAE(12, 10, seed=3)
+    fit_dae(base, X, sigma=0.2, seed=0, steps=300)
+    units = [0, 2]
+    cases = [("SGD, where the copies must keep their ratio", "sgd", 0.02, 200),
+             ("Adam at a large step", "adam", 0.05, 200),
+             ("RMSprop at a small step", "rmsprop", 0.002, 200)]
+    for name, opt, lr, steps in cases:
+        want = _copy_ratio_reference(base, units, opt, lr, steps, X, 0.2)
+        got = _as_numpy(_call(fn, (base, list(units), opt, lr, steps, X.clone(), 0.2), name), "your function")
+        if got.shape != want.shape:
+            raise AssertionError(f"case '{name}': returned shape {got.shape}, expected one ratio per split unit "
+                                 f"({len(units)},)")
+        if not np.allclose(got, want, atol=1e-5):
+            off = float(np.abs(got - want).max())
+            hint = ("split with split_parallel(model, units, (0.6, 0.8)), train that copy with "
+                    "fit_dae(..., seed=1, sparsity=0.0, optimizer=..., lr=..., steps=...), and take "
+                    "min/max of the two copies' norms (rows after the kept units)")
+            raise AssertionError(f"case '{name}': your ratios are off by up to {off:.3g}. Hint: {hint}")
+    print(f"Correct! Your ablation matches on all {len(cases)} cases.")
+    return True
