@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .checks import as_float_tensor, as_numpy_1d
+from .checks import as_float_tensor, as_numpy_1d, check_positive_int
 
 SPIKINESS_KINDS = ("std", "l4_over_l2", "hoyer", "gini", "top1_share")
 
@@ -139,6 +139,18 @@ def cosine_matrix(A, B) -> np.ndarray:
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"A rows have {a.shape[1]} features but B rows have {b.shape[1]}")
     return _unit_rows(a.double().numpy()) @ _unit_rows(b.double().numpy()).T
+
+
+def least_aligned(Z: torch.Tensor, k: int, pool: int = 300) -> list[int]:
+    """Greedily pick ``k`` of the first ``pool`` rows of ``Z`` (n, d): start at row 0, then add the
+    row whose largest |cosine| to the rows already chosen is smallest. Returns their indices."""
+    k = check_positive_int(k, "k")
+    absC = np.abs(cosine_matrix(Z[:pool], Z[:pool]))
+    chosen = [0]
+    while len(chosen) < k:
+        rest = [i for i in range(min(pool, len(Z))) if i not in chosen]
+        chosen.append(min(rest, key=lambda i: absC[i, chosen].max()))
+    return chosen
 
 
 def weight_data_cosine(W, X) -> np.ndarray:

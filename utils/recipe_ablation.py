@@ -35,10 +35,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checks import check_positive_int
 from .data import load_images
 from .diffusion import empirical_denoiser
-from .metrics import cosine_matrix, merge_parallel_units, participation_ratio, spikiness
+from .metrics import cosine_matrix, least_aligned, merge_parallel_units, participation_ratio, spikiness
 from .models import ReLUDAE
 from .official_recipe import fit_dae_official
 from .train import fit_dae
@@ -63,18 +62,6 @@ ANATOMY = {
     "sgd, lr 0.1": ("sgd", {}, 0.1, None),
     "sgd, lr 0.1, 5000 steps": ("sgd", {}, 0.1, 5000),
 }
-
-
-def least_aligned(Z: torch.Tensor, k: int, pool: int = 300) -> list[int]:
-    """Greedily pick ``k`` of the first ``pool`` rows of ``Z`` (n, d): start at row 0, then add the
-    row whose largest |cosine| to the rows already chosen is smallest. Returns their indices."""
-    k = check_positive_int(k, "k")
-    absC = np.abs(cosine_matrix(Z[:pool], Z[:pool]))
-    chosen = [0]
-    while len(chosen) < k:
-        rest = [i for i in range(min(pool, len(Z))) if i not in chosen]
-        chosen.append(min(rest, key=lambda i: absC[i, chosen].max()))
-    return chosen
 
 
 def memorization_sets(dataset: str) -> tuple[torch.Tensor, torch.Tensor]:
