@@ -173,3 +173,13 @@ def test_merge_parallel_units_groups_and_errors():
         merge_parallel_units(H, W, min_cosine=1.5)
     with pytest.raises(ValueError, match="NaN"):
         merge_parallel_units(np.full((3, 5), np.nan), W)
+
+
+def test_stored_mask_uses_the_book_definition():
+    X = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    W = torch.tensor([[2.0, 0.1], [0.0, -1.0]])          # stores x0 (cos 0.9988), not x1 (cos -1)
+    assert metrics.STORED_COSINE == 0.9
+    assert metrics.stored_mask(W, X).tolist() == [True, False, False]   # x2: cos 0.77 < 0.9
+    assert metrics.stored_mask(W, X, min_cosine=0.7).tolist() == [True, False, True]
+    with pytest.raises(ValueError, match="min_cosine"):
+        metrics.stored_mask(W, X, min_cosine=0.0)

@@ -161,6 +161,22 @@ def weight_data_cosine(W, X) -> np.ndarray:
     return cosine_matrix(W, X).max(axis=1)
 
 
+STORED_COSINE = 0.9
+"""The book's one definition of *stored*: a training sample x is stored by a weight matrix W when
+some row w of W has cos(w, x) >= STORED_COSINE. Chapters print the cosines on either side of it."""
+
+
+def stored_mask(W, X, min_cosine: float = STORED_COSINE) -> np.ndarray:
+    """Which rows of ``X`` (n, d) are stored by some row of ``W`` (p, d) -> (n,) bool.
+
+    A sample counts as stored when its best cosine to a weight row is at least ``min_cosine``
+    (default :data:`STORED_COSINE`).
+    """
+    if not 0.0 < float(min_cosine) <= 1.0:
+        raise ValueError(f"min_cosine must lie in (0, 1], got {min_cosine}")
+    return cosine_matrix(X, W).max(axis=1) >= float(min_cosine)
+
+
 def nearest_neighbors(Q, X, k: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """Euclidean k nearest rows of ``X`` (n, d) for each row of ``Q`` (m, d).
 

@@ -166,7 +166,7 @@ def regime_summary(model, X_train, X_test, sigma: float, *, reference: Callable 
       its maximum; ``data_cosine``: median over training samples of the largest cosine to
       *another* training sample (the baseline a weight is compared with);
     * ``stored_fraction``: fraction of (evaluated) training samples x that some live neuron stores,
-      i.e. cos(w, x) > 0.95;
+      i.e. cos(w, x) >= metrics.STORED_COSINE (0.9);
     * ``dist_emp``, ``dist_ref``: mean squared distance E||f(y) - g(y)||^2 of the model's outputs on
       noisy test inputs to the empirical denoiser g = f_emp and to the reference g.
     """
@@ -194,7 +194,7 @@ def regime_summary(model, X_train, X_test, sigma: float, *, reference: Callable 
     wc = metrics.weight_data_cosine(W[live], Xtr)
     res["weight_cosine"], res["weight_cosine_max"] = float(np.median(wc)), float(wc.max())
     res["live_neurons"] = float(live.sum())
-    res["stored_fraction"] = float((metrics.cosine_matrix(tr, W[live]).max(1) > 0.95).mean())
+    res["stored_fraction"] = float(metrics.stored_mask(W[live], tr).mean())
     C = metrics.cosine_matrix(tr[:500], Xtr)
     C[C > 1 - 1e-6] = -np.inf          # a sample itself and its exact duplicates do not count
     best = C.max(1)
