@@ -149,13 +149,14 @@ def first_step_noise_gap(model, scheduler, labels, *, null_label: int, seed: int
 
 def pooled_representation(model, scheduler, images, *, layer: str, null_label: int | None = None,
                           timestep: int = 10, pooling: str = "max", seed: int = 0,
-                          prompts=None) -> torch.Tensor:
+                          prompts=None, site: str = "output") -> torch.Tensor:
     """A block's representation of each image, pooled over space -> (n, channels).
 
     Adds noise at training ``timestep`` to ``images`` (n, C, H, W), runs one U-Net pass and pools
     the feature map of ``layer`` (``"max"`` or ``"mean"``). A conditional model is run with the
     empty caption ``null_label`` (the paper's choice: the detector never sees the prompt), or
-    with ``prompts`` (an int or (n,) labels) when given.
+    with ``prompts`` (an int or (n,) labels) when given. ``site="post_norm2"`` with ``layer`` a
+    resnet (``"up_blocks.0.resnets.0"``) reads the official code's probe site, the SiLU after norm2.
     """
     from .unet import num_labels, pool, probe
     x0 = as_float_tensor(images, "images", ndim=4).float()
@@ -166,7 +167,8 @@ def pooled_representation(model, scheduler, images, *, layer: str, null_label: i
         if null_label is None:
             raise ValueError("the model is conditional: give null_label (the empty caption) or prompts")
         labels = int(null_label)
-    feats = probe(model, scheduler, x0, [layer], timestep=timestep, seed=seed, class_labels=labels)[layer]
+    feats = probe(model, scheduler, x0, [layer], timestep=timestep, seed=seed, class_labels=labels,
+                  site=site)[layer]
     return pool(feats, pooling)
 
 

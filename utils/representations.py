@@ -60,3 +60,54 @@ def capture(model: torch.nn.Module, names):
     finally:
         for h in handles:
             h.remove()
+
+
+def _check_resnet(name: str, module: torch.nn.Module) -> None:
+    for attr in ("norm2", "nonlinearity", "dropout", "conv2"):
+        if not hasattr(module, attr):
+            raise ValueError(f"module {name!r} ({type(module).__name__}) is not a diffusers ResnetBlock2D: "
+                             f"it has no {attr!r}; name a resnet such as 'up_blocks.0.resnets.0'")
+
+
+@contextmanager
+def capture_post_norm2(model: torch.nn.Module, resnet_names):
+    """Context manager yielding ``{name: post-norm2 activation}`` of the named diffusers resnets.
+
+    This is the probe site of the official code (``2-Application/rep_extraction_utils.py``, used by
+    ``SD_compare_reps.ipynb``), which hooks ``up_blocks.0.resnets.{0,1,2}.nonlinearity``: the SiLU
+    module is shared by a resnet's three activations, and the last call of a forward pass is the
+    one after ``norm2`` (and the time embedding), so the official hook keeps
+    ``SiLU(norm2(conv1(SiLU(norm1(x))) + temb))``, a nearly non-negative (n, C, h, w) map.
+
+    Here the same tensor is read without relying on call order: a forward pre-hook on the
+    resnet's ``dropout``, whose input is by construction that activation (``dropout`` is called
+    exactly once, right after it). Tensors are detached; hooks are removed on exit.
+
+        with capture_post_norm2(unet, ["up_blocks.0.resnets.0"]) as reps:
+            unet(x, t)
+        reps["up_blocks.0.resnets.0"].shape        # (n, C, h, w)
+    """
+    modules = resolve_modules(model, resnet_names)
+    for name, module in modules.items():
+        _check_resnet(name, module)
+    store: dict = {}
+    handles = []
+    try:
+        for name, module in modules.items():
+            def pre_hook(_m, args, name=name):
+                store[name] = args[0].detach()
+            handles.append(module.dropout.register_forward_pre_hook(pre_hook))
+        yield store
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def resnet_names(model: torch.nn.Module, block: str = "up_blocks.0") -> list:
+    """The names of the resnets of ``block`` (e.g. ``["up_blocks.0.resnets.0", ...]``): the
+    official probe reads all of them (three in Stable Diffusion v1.4, two in the book's U-Nets)."""
+    mods = resolve_modules(model, block)
+    resnets = getattr(mods[block], "resnets", None)
+    if resnets is None or len(resnets) == 0:
+        raise ValueError(f"module {block!r} has no resnets")
+    return [f"{block}.resnets.{i}" for i in range(len(resnets))]

@@ -227,14 +227,20 @@ def pool(features: torch.Tensor, how: str = "max") -> torch.Tensor:
 
 @torch.no_grad()
 def probe(model, scheduler, images, names, *, timestep: int = 10, seed: int = 0,
-          class_labels=None) -> dict:
+          class_labels=None, site: str = "output") -> dict:
     """The representation probe: add noise at training ``timestep`` to ``images`` (n, C, H, W),
     run one UNet pass, and return ``{name: feature map (n, C', h, w)}`` of the named modules.
 
+    ``site``: ``"output"`` reads each named module's output; ``"post_norm2"`` reads, for named
+    resnets (``"up_blocks.0.resnets.0"``), the SiLU after ``norm2`` that the official code hooks
+    (see :func:`utils.representations.capture_post_norm2`).
     The same noise (seeded with ``seed``) is used for every call with the same arguments. A
     conditional model needs ``class_labels`` (the detector of chapter 9 passes the empty caption).
     """
-    from .representations import capture
+    from .representations import capture, capture_post_norm2
+    sites = {"output": capture, "post_norm2": capture_post_norm2}
+    if site not in sites:
+        raise ValueError(f"unknown probe site {site!r}; choose one of {sorted(sites)}")
     x0 = _check_images(images, "images")
     labels = check_labels(model, class_labels, x0.shape[0])
     T = scheduler.config.num_train_timesteps
@@ -246,7 +252,7 @@ def probe(model, scheduler, images, names, *, timestep: int = 10, seed: int = 0,
     xt = scheduler.add_noise(x0, eps, t)
     was_training = model.training
     model.eval()
-    with capture(model, names) as reps:
+    with sites[site](model, names) as reps:
         model(xt, t, class_labels=labels)
     model.train(was_training)
     return dict(reps)
