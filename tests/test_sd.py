@@ -261,3 +261,32 @@ def test_experiment_command_on_one_and_two_processes(tmp_path, monkeypatch):
     for ra, rb in zip(a["records"], b["records"]):                 # sharding changes no result
         np.testing.assert_allclose(ra["wen"], rb["wen"], rtol=1e-4)
         np.testing.assert_allclose(ra["probe"][sd.PROBE_LAYER]["std"], rb["probe"][sd.PROBE_LAYER]["std"], rtol=1e-4)
+
+
+def test_random_control_matches_norms_and_attribute_score_shape():
+    d = {"a": torch.tensor([3.0, 4.0]), "b": torch.ones(5)}
+    r = sd_experiment.random_like(d, seed=1)
+    for k in d:
+        assert r[k].shape == d[k].shape
+        torch.testing.assert_close(r[k].norm(), d[k].norm())
+    assert not torch.allclose(r["a"], d["a"])
+    score = sd_experiment.attribute_scorer("smoke", "an old person", "a young person")
+    imgs = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    s = score(imgs)
+    assert s.shape == (3,) and np.all(np.abs(s) <= 2)
+    e = sd_experiment.image_embedder("smoke")(imgs)
+    torch.testing.assert_close(e.norm(dim=1), torch.ones(3))
+    with pytest.raises(ValueError, match="unknown mode"):
+        sd_experiment.clip_model("large")
+
+
+def test_steering_experiment_rows(pipe):
+    score = sd_experiment.attribute_scorer("smoke", "an old person", "a young person")
+    res = sd_experiment.run_steering(pipe, score, targets={"generalized": "a fox", "memorized": "a cover"},
+                                     positive=["old"], negative=["young"], n_ref=1, seeds=1,
+                                     alphas=(0.0, 0.5), random_draws=1, steps=4, progress=False)
+    assert res["window"] == [2, 3]
+    rows = res["rows"]
+    assert len(rows) == 2 * 2 * 2          # targets x kinds (attribute, random0) x alphas
+    assert all(r["distance"] == 0.0 for r in rows if r["alpha"] == 0.0)
+    assert {r["kind"] for r in rows} == {"attribute", "random0"}

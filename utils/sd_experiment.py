@@ -4,6 +4,7 @@
     python -m utils.sd_experiment run --mode sd --n 100 --seeds 4 --out runs/sd # one GPU
     accelerate launch --num_processes 4 -m utils.sd_experiment run --mode sd --n 500 --out runs/sd
     python -m utils.sd_experiment merge runs/sd                                 # after every rank
+    python -m utils.sd_experiment steer --mode sd --out runs/sd_steering.json   # steering, one GPU
 
 Each prompt gets ``--seeds`` generations. For each generation the command records Wen et al.'s
 first-step statistic (free during generation), the paper's probe statistics at every resnet of
@@ -34,35 +35,129 @@ STATISTICS = ("std", "hoyer", "l4_over_l2", "top1_share")
 CLIP_VISION_ID = "openai/clip-vit-large-patch14"
 
 
-def image_embedder(mode: str, device: str = "cpu"):
-    """A function images (n, 3, H, W) in [-1, 1] -> unit-norm embeddings (n, D).
-
-    ``"sd"``: CLIP ViT-L/14's vision tower (transformers, safetensors); ``"smoke"``: a tiny
-    random-weight CLIP vision model built in code, same code path."""
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+def clip_model(mode: str, device: str = "cpu"):
+    """(CLIP model, tokenizer, image size) for ``mode``: CLIP ViT-L/14 for ``"sd"``, a tiny
+    random-weight CLIP with the byte-level tokenizer of the tiny stack for ``"smoke"``."""
+    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
     if mode == "sd":
-        model = CLIPVisionModelWithProjection.from_pretrained(CLIP_VISION_ID, use_safetensors=True)
-        size = model.config.image_size
+        model = CLIPModel.from_pretrained(CLIP_VISION_ID, use_safetensors=True)
+        tok = CLIPTokenizer.from_pretrained(CLIP_VISION_ID)
     elif mode == "smoke":
+        tok, vocab = sd._tiny_tokenizer()
         torch.manual_seed(0)
-        model = CLIPVisionModelWithProjection(CLIPVisionConfig(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-            image_size=16, patch_size=4, projection_dim=16))
-        size = 16
+        model = CLIPModel(CLIPConfig(
+            text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64,
+                             num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=77,
+                             bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],
+                             pad_token_id=vocab["<|endoftext|>"]),
+            vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                               num_attention_heads=4, image_size=16, patch_size=4),
+            projection_dim=16))
     else:
         raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
-    model = model.to(device).eval()
+    return model.to(device).eval(), tok, model.config.vision_config.image_size
+
+
+def _clip_pixels(images, size, device, dtype):
     mean = torch.tensor([0.4815, 0.4578, 0.4082]).view(1, 3, 1, 1)     # CLIP's normalization
     std = torch.tensor([0.2686, 0.2613, 0.2758]).view(1, 3, 1, 1)
+    x = (torch.as_tensor(images).float().cpu() + 1) / 2
+    x = torch.nn.functional.interpolate(x, size=(size, size), mode="bicubic", align_corners=False)
+    return ((x - mean) / std).to(device, dtype)
+
+
+def image_embedder(mode: str, device: str = "cpu"):
+    """A function images (n, 3, H, W) in [-1, 1] -> unit-norm CLIP image embeddings (n, D)."""
+    model, _, size = clip_model(mode, device)
+    dtype = next(model.parameters()).dtype
 
     @torch.no_grad()
     def embed(images):
-        x = (torch.as_tensor(images).float() + 1) / 2
-        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bicubic", align_corners=False)
-        x = ((x - mean) / std).to(device, next(model.parameters()).dtype)
-        e = model(pixel_values=x).image_embeds.float().cpu()
+        e = model.get_image_features(pixel_values=_clip_pixels(images, size, device, dtype))
+        e = getattr(e, "pooler_output", e).float().cpu()
         return e / e.norm(dim=1, keepdim=True).clamp_min(1e-12)
     return embed
+
+
+def attribute_scorer(mode: str, positive: str, negative: str, device: str = "cpu"):
+    """A function images (n, 3, H, W) in [-1, 1] -> (n,) CLIP attribute score
+    cos(image, ``positive``) - cos(image, ``negative``) (e.g. "an old person" vs "a young person")."""
+    model, tok, size = clip_model(mode, device)
+    dtype = next(model.parameters()).dtype
+    with torch.no_grad():
+        ids = tok([positive, negative], padding="max_length", max_length=77, truncation=True,
+                  return_tensors="pt").input_ids.to(device)
+        t = model.get_text_features(input_ids=ids)
+        t = getattr(t, "pooler_output", t).float().cpu()
+        t = t / t.norm(dim=1, keepdim=True)
+
+    @torch.no_grad()
+    def score(images):
+        e = model.get_image_features(pixel_values=_clip_pixels(images, size, device, dtype))
+        e = getattr(e, "pooler_output", e).float().cpu()
+        e = e / e.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        return (e @ t.T).numpy() @ np.array([1.0, -1.0])
+    return score
+
+
+def random_like(directions: dict, seed: int) -> dict:
+    """Random directions with the same norm per layer as ``directions`` (the control)."""
+    gen = torch.Generator().manual_seed(int(seed))
+    out = {}
+    for k, v in directions.items():
+        r = torch.randn(v.shape, generator=gen)
+        out[k] = r * (v.norm() / r.norm())
+    return out
+
+
+def run_steering(pipe, score, *, targets: dict, positive: list, negative: list, n_ref: int,
+                 seeds: int, alphas=sd.ALPHAS, random_draws: int = 2, batch_size: int = 4,
+                 steps: int | None = None, progress: bool = True) -> dict:
+    """The steering experiment of ``SD_steering.ipynb``, measured.
+
+    Reference sets: ``n_ref`` generations of each of the ``positive`` and ``negative`` prompts
+    (e.g. "old" and "young" descriptions), probed at t = 10 with their prompts; the direction is
+    the difference of means at :data:`utils.sd.STEER_LAYERS`. ``targets``: ``{"generalized":
+    prompt, "memorized": prompt}``. For each target, seed and alpha, the steered image's
+    attribute ``score`` and its RMS pixel distance to the unsteered image, for the direction and
+    for ``random_draws`` random directions of the same norms -> a dict of lists (JSON-ready).
+    ``steps`` (default the official 40) scales the window with it: the last half of the steps
+    except the final twentieth.
+    """
+    sched = sd.STEERING_SCHEDULE
+    steps = sched["steps"] if steps is None else int(steps)
+    window = dict(steps=steps, last=steps * sched["last"] // sched["steps"],
+                  skip_final=max(1, steps * sched["skip_final"] // sched["steps"]))
+    ref_prompts = [positive[k % len(positive)] for k in range(n_ref)] + \
+                  [negative[k % len(negative)] for k in range(n_ref)]
+    ref_seeds = list(range(500_000, 500_000 + 2 * n_ref))
+    refs, _ = sd.generate(pipe, ref_prompts, ref_seeds, steps=steps, batch_size=batch_size, progress=progress)
+    reps = sd.reference_representations(pipe, refs, ref_prompts, seeds=ref_seeds, batch_size=batch_size)
+    direction = sd.steering_directions({k: v[:n_ref] for k, v in reps.items()},
+                                       {k: v[n_ref:] for k, v in reps.items()})
+    kinds = {"attribute": direction}
+    kinds.update({f"random{j}": random_like(direction, seed=j) for j in range(random_draws)})
+    rows = []
+    for target, prompt in targets.items():
+        ps, ss = [prompt] * seeds, [700_000 + s for s in range(seeds)]
+        base = sd.generate_steered(pipe, ps, ss, direction, 0.0, batch_size=batch_size, progress=progress,
+                                   **window)
+        base_score = score(base)
+        for kind, d in kinds.items():
+            for a in alphas:
+                if a == 0:
+                    imgs, sc = base, base_score
+                else:
+                    imgs = sd.generate_steered(pipe, ps, ss, d, float(a), batch_size=batch_size,
+                                               progress=progress, **window)
+                    sc = score(imgs)
+                dist = ((imgs - base) ** 2).flatten(1).mean(1).sqrt().numpy()
+                for s in range(seeds):
+                    rows.append({"target": target, "prompt": prompt, "seed": ss[s], "kind": kind,
+                                 "alpha": float(a), "score": float(sc[s]), "distance": float(dist[s])})
+    return {"rows": rows, "direction_norms": {k: float(v.norm()) for k, v in direction.items()},
+            "n_ref": n_ref, "steps": steps,
+            "window": list(sd.steering_window(window["steps"], window["last"], window["skip_final"]))}
 
 
 def cross_seed_consistency(embeddings: torch.Tensor, groups) -> np.ndarray:
@@ -163,6 +258,31 @@ def run(mode: str, out: str, *, n: int, seeds: int, steps: int, guidance: float,
     return sharding.write_rank_results(out, records, meta, rank=rank, world_size=world)
 
 
+STEER_POSITIVE = ["a photo of an old man", "a photo of an old woman", "a portrait of an elderly person"]
+STEER_NEGATIVE = ["a photo of a young man", "a photo of a young woman", "a portrait of a young person"]
+STEER_ATTRIBUTE = ("a photo of an old person", "a photo of a young person")
+
+
+def steer_to_file(mode: str, out: str, *, n_ref: int, seeds: int, batch_size: int = 4,
+                  progress: bool = True):
+    """Run :func:`run_steering` on one generalized (ordinary) and one memorized prompt of ``mode``
+    and write the rows with provenance to the JSON file ``out``."""
+    import json
+    from pathlib import Path
+    pipe, model_name = load_model(mode)
+    device = str(next(pipe.unet.parameters()).device)
+    score = attribute_scorer(mode, *STEER_ATTRIBUTE, device=device)
+    items, prov = prompt_list(mode, 1)
+    targets = {"memorized": items[0]["prompt"], "generalized": items[1]["prompt"]}
+    res = run_steering(pipe, score, targets=targets, positive=STEER_POSITIVE, negative=STEER_NEGATIVE,
+                       n_ref=n_ref, seeds=seeds, batch_size=batch_size, progress=progress)
+    res["meta"] = provenance(mode, model_name, 1, seeds, sd.STEERING_SCHEDULE["steps"],
+                             sd.GENERATION_DEFAULTS["guidance"], prov)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(res, indent=1, sort_keys=True) + "\n")
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m utils.sd_experiment", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -174,11 +294,21 @@ def main(argv=None) -> int:
     r.add_argument("--steps", type=int, default=None, help="sampling steps (default 50; smoke 10)")
     r.add_argument("--guidance", type=float, default=sd.GENERATION_DEFAULTS["guidance"])
     r.add_argument("--batch-size", type=int, default=4)
+    st = sub.add_parser("steer", help="the steering experiment (old vs young), one process")
+    st.add_argument("--mode", choices=MODES, default="smoke")
+    st.add_argument("--out", required=True, help="JSON file to write")
+    st.add_argument("--n-ref", type=int, default=None, help="reference images per side (default 50; smoke 2)")
+    st.add_argument("--seeds", type=int, default=4, help="sampling seeds per target prompt")
+    st.add_argument("--batch-size", type=int, default=4)
     m = sub.add_parser("merge", help="merge the rank files of a folder into results.json")
     m.add_argument("folder")
     args = ap.parse_args(argv)
     if args.cmd == "merge":
         print(sharding.merge_results(args.folder))
+        return 0
+    if args.cmd == "steer":
+        print(steer_to_file(args.mode, args.out, n_ref=args.n_ref or (2 if args.mode == "smoke" else 50),
+                            seeds=args.seeds, batch_size=args.batch_size, progress=sys.stderr.isatty()))
         return 0
     steps = args.steps or (10 if args.mode == "smoke" else sd.GENERATION_DEFAULTS["steps"])
     path = run(args.mode, args.out, n=args.n, seeds=args.seeds, steps=steps, guidance=args.guidance,
