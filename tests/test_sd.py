@@ -290,3 +290,12 @@ def test_steering_experiment_rows(pipe):
     assert len(rows) == 2 * 2 * 2          # targets x kinds (attribute, random0) x alphas
     assert all(r["distance"] == 0.0 for r in rows if r["alpha"] == 0.0)
     assert {r["kind"] for r in rows} == {"attribute", "random0"}
+
+
+def test_representation_curve():
+    H = torch.tensor([[0.0, 4.0, 1.0, 2.0], [1.0, 1.0, 1.0, 1.0]])
+    c = sd_experiment.representation_curve(H, points=4)
+    np.testing.assert_allclose(c, [[1.0, 0.5, 0.25, 0.0], [1, 1, 1, 1]])
+    assert sd_experiment.representation_curve(torch.rand(2, 100), points=64).shape == (2, 64)
+    with pytest.raises(ValueError, match=r"\(n, C\)"):
+        sd_experiment.representation_curve(torch.rand(3))

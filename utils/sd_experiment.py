@@ -160,6 +160,23 @@ def run_steering(pipe, score, *, targets: dict, positive: list, negative: list, 
             "window": list(sd.steering_window(window["steps"], window["last"], window["skip_final"]))}
 
 
+CURVE_POINTS = 64
+
+
+def representation_curve(H, points: int = CURVE_POINTS) -> np.ndarray:
+    """Each row of pooled activations ``H`` (n, C), sorted in decreasing order and divided by its
+    largest value, sampled at ``points`` evenly spaced ranks -> (n, points). A spiky
+    representation drops fast from 1; a balanced one stays high (the paper's representation
+    curves, in a form that fits in a results file)."""
+    h = torch.as_tensor(H).float()
+    if h.ndim != 2:
+        raise ValueError(f"H must be (n, C), got shape {tuple(h.shape)}")
+    srt = h.sort(dim=1, descending=True).values
+    top = srt[:, :1].abs().clamp_min(1e-12)
+    idx = torch.linspace(0, h.shape[1] - 1, min(points, h.shape[1])).round().long()
+    return (srt[:, idx] / top).numpy()
+
+
 def cross_seed_consistency(embeddings: torch.Tensor, groups) -> np.ndarray:
     """For each row of ``embeddings`` (n, D, unit norm), the largest cosine to another row of the
     same group (its prompt) -> (n,). A group with one member gets NaN (no other seed)."""
@@ -203,7 +220,8 @@ def run_prompts(pipe, embed, items, *, seeds: int, steps: int, guidance: float, 
                 progress: bool = True) -> list[dict]:
     """Generate ``seeds`` images per item, probe and score them -> one record per item:
     ``{"index", "prompt", "memorized", "wen": [...], "probe": {layer: {stat: [...]}},
-    "consistency": [...], "seconds_generate", "seconds_probe"}`` (lists over the seeds)."""
+    "consistency": [...], "curve": {layer: (points,) mean over seeds of representation_curve},
+    "seconds_generate", "seconds_probe"}`` (lists over the seeds)."""
     seeds = int(seeds)
     if seeds < 2:
         raise ValueError("seeds must be >= 2: cross-seed consistency needs two generations per prompt")
@@ -217,6 +235,7 @@ def run_prompts(pipe, embed, items, *, seeds: int, steps: int, guidance: float, 
     reps = sd.probe_representations(pipe, images, seeds=seeds_flat, batch_size=batch_size)
     t_probe = time.perf_counter() - t0
     stats = {k: {s: metrics.spikiness(v, s) for s in STATISTICS} for k, v in reps.items()}
+    curves = {k: representation_curve(v) for k, v in reps.items()}
     groups = np.repeat(np.arange(len(items)), seeds)
     consistency = cross_seed_consistency(embed(images), groups)
     records = []
@@ -227,6 +246,7 @@ def run_prompts(pipe, embed, items, *, seeds: int, steps: int, guidance: float, 
             "wen": [float(x) for x in wen[sl]],
             "probe": {k: {s: [float(x) for x in v[s][sl]] for s in STATISTICS} for k, v in stats.items()},
             "consistency": [float(x) for x in consistency[sl]],
+            "curve": {k: np.round(v[sl].mean(0), 5).tolist() for k, v in curves.items()},
             "seconds_generate": t_gen * seeds / len(prompts_flat),
             "seconds_probe": t_probe * seeds / len(prompts_flat)})
     return records
