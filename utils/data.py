@@ -64,7 +64,7 @@ from .checks import check_positive_int
 
 __all__ = [
     "DATASETS", "DatasetUnavailableError", "DatasetChecksumError", "MixtureParams", "cache_dir",
-    "load_images", "gaussian_mixture", "mixture_params",
+    "load_images", "gaussian_mixture", "mixture_params", "augment_images",
 ]
 
 DATASETS = ("digits", "lfw", "mnist", "fashion-mnist", "cifar10", "celeba")
@@ -775,3 +775,44 @@ def gaussian_mixture(n: int, d: int, k: int, rank: int, *, weights=None, seed: i
     sample_seed = seed if sample_seed is None else _check_seed(sample_seed, "sample_seed")
     X, labels = params.sample(n, seed=sample_seed)
     return (X, labels, params) if return_params else (X, labels)
+
+
+# ---------------------------------------------------------------------------------------------
+# augmentation
+# ---------------------------------------------------------------------------------------------
+def augment_images(images, *, flips: bool = True, shifts: int = 1) -> torch.Tensor:
+    """Enlarge an image set with horizontal mirror images and small translations.
+
+    Args:
+        images: (n, C, H, W) float tensor, finite.
+        flips: also include every image mirrored left-right (``images.flip(-1)``).
+        shifts: the largest translation in pixels, an int with ``0 <= shifts < min(H, W)``; every
+            offset (dy, dx) in {-shifts..shifts}^2 is used, and the pixels that enter at the border
+            repeat the edge (replicate padding), so no black frame appears.
+    Returns:
+        (n * (1 + flips) * (2 shifts + 1)^2, C, H, W) float32, blocks of n ordered by mirror (no, yes),
+        then offset, the zero offset first, so ``out[:n]`` equals ``images``. The values stay
+        within the input's range.
+    """
+    x = torch.as_tensor(images)
+    if x.ndim != 4:
+        raise ValueError(f"images must have shape (n, C, H, W), got {tuple(x.shape)}")
+    if not torch.is_floating_point(x):
+        raise TypeError(f"images must be a float tensor, got dtype {x.dtype}")
+    if not torch.isfinite(x).all():
+        raise ValueError("images contain NaN or infinite values")
+    if not isinstance(flips, bool):
+        raise TypeError(f"flips must be True or False, got {flips!r}")
+    H, W = x.shape[-2:]
+    if isinstance(shifts, bool) or not isinstance(shifts, Integral) or not 0 <= shifts < min(H, W):
+        raise ValueError(f"shifts must be an int in [0, {min(H, W)}) for {H}x{W} images, got {shifts!r}")
+    x = x.float()
+    s = int(shifts)
+    offsets = [(0, 0)] + [(dy, dx) for dy in range(-s, s + 1) for dx in range(-s, s + 1)
+                          if (dy, dx) != (0, 0)]
+    out = []
+    for base in ([x, x.flip(-1)] if flips else [x]):
+        padded = torch.nn.functional.pad(base, (s, s, s, s), mode="replicate") if s else base
+        for dy, dx in offsets:
+            out.append(padded[..., s + dy: s + dy + H, s + dx: s + dx + W])
+    return torch.cat(out).contiguous()

@@ -337,3 +337,251 @@ def check_copy_ratio(fn) -> bool:
             raise AssertionError(f"case '{name}': your ratios are off by up to {off:.3g}. Hint: {hint}")
     print(f"Correct! Your ablation matches on all {len(cases)} cases.")
     return True
+
+
+def _stored_count_reference(X, sigma, weight_decay, seed, p, steps):
+    from .metrics import stored_mask
+    from .models import ReLUDAE
+    from .train import fit_dae
+
+    net = ReLUDAE(X.shape[1], p, seed=seed)
+    fit_dae(net, X, sigma=sigma, seed=seed, weight_decay=weight_decay, steps=steps)
+    return int(stored_mask(net.encoder_weight.detach(), X).sum())
+
+
+def check_stored_count(fn) -> bool:
+    """Check a reader's experiment ``fn(X, sigma, weight_decay, seed, p, steps) -> int`` (chapter 3):
+    train a tied ``ReLUDAE(d, p, seed=seed)`` on X with ``fit_dae`` (its defaults, except
+    ``weight_decay``, ``seed`` and ``steps``; ``steps=None`` keeps the default) and return how many training samples it stores
+    (``utils.metrics.stored_mask``, cosine >= STORED_COSINE).
+
+    The cases are small orthogonal data sets made here (never the chapter's), with weight decays
+    that store every sample or only some of them, so passing says the experiment is implemented
+    right, not what the chapter's counts are. A failure names the case without printing the
+    reference count.
+    """
+    if not callable(fn):
+        raise TypeError("pass your function itself, e.g. check_stored_count(my_count_stored)")
+    gen = torch.Generator().manual_seed(7)
+    Q, _ = torch.linalg.qr(torch.randn(16, 4, generator=gen))
+    X = (Q * torch.tensor([1.0, 2.0, 3.0, 4.0])).T.contiguous()          # (4, 16), orthogonal rows
+    cases = [("light weight decay", 1e-3, 0), ("weight decay that erases the weakest sample", 1.0, 1),
+             ("weight decay that erases all but the strongest sample", 6.0, 2)]
+    for name, lam, seed in cases:
+        want = _stored_count_reference(X.clone(), 0.2, lam, seed, 12, 400)
+        got = _call(fn, (X.clone(), 0.2, lam, seed, 12, 400), name)
+        if isinstance(got, torch.Tensor) and got.numel() == 1:
+            got = got.item()
+        if isinstance(got, (bool, np.bool_)) or not isinstance(got, (int, np.integer)):
+            raise AssertionError(f"case '{name}': return the number of stored samples as an int, "
+                                 f"got {type(got).__name__}")
+        if int(got) != want:
+            raise AssertionError(
+                f"case '{name}': your count of stored samples differs from the reference. Hint: train "
+                "ReLUDAE(d, p, seed=seed) with fit_dae(model, X, sigma=sigma, seed=seed, "
+                "weight_decay=weight_decay, steps=steps) and count utils.metrics.stored_mask(model.encoder_weight, X)")
+    print(f"Correct! Your experiment matches on all {len(cases)} cases.")
+    return True
+
+
+def _gated_gap_reference(X, labels, X_test, labels_test, sigma, q):
+    from .linear_dae import linear_risk, optimal_linear_denoiser
+    X, Xt = np.asarray(X, dtype=np.float64), np.asarray(X_test, dtype=np.float64)
+    lab, labt = np.asarray(labels), np.asarray(labels_test)
+    train = test = 0.0
+    for j in np.union1d(np.unique(lab), np.unique(labt)):
+        Xj, Tj = X[lab == j], Xt[labt == j]
+        A = (optimal_linear_denoiser(Xj.T @ Xj / len(Xj), sigma, rank=q) if len(Xj)
+             else np.zeros((X.shape[1], X.shape[1])))
+        if len(Xj):
+            train += len(Xj) / len(X) * linear_risk(A, Xj.T @ Xj / len(Xj), sigma)
+        if len(Tj):
+            test += len(Tj) / len(Xt) * linear_risk(A, Tj.T @ Tj / len(Tj), sigma)
+    return test / train
+
+
+def check_gated_gap_ratio(fn) -> bool:
+    """Check a reader's ``fn(X, labels, X_test, labels_test, sigma, q) -> float`` (chapter 4's
+    transition exercise): the test/train ratio of the *gated local-statistics* denoiser, which
+    gives each cluster j the rank-<=q Wiener filter A_j of its training samples' second moment
+    (X (n, d), labels (n,) ints) and is switched by the true label. Both errors are exact over
+    the noise: train = sum_j (n_j/n) R_j(A_j) with the training samples' second moment of
+    cluster j, test = the same with the test samples' (X_test, labels_test); a cluster without
+    training samples gets A_j = 0.
+
+    Cases: few samples per cluster (fewer than the cluster's dimension), many samples, a small
+    unit budget q, and a cluster with no training sample. The reference is computed here on
+    fresh data; a failure names the case and how far off the answer is, never the value.
+    """
+    from .data import gaussian_mixture
+    if not callable(fn):
+        raise TypeError("pass your function itself, e.g. check_gated_gap_ratio(my_gated_gap)")
+    cases = []
+    for name, n, q, sigma in [("few samples per cluster", 12, 7, 0.2), ("many samples per cluster", 600, 7, 0.2),
+                              ("a small unit budget q = 2", 200, 2, 0.3)]:
+        X, lab = gaussian_mixture(n, 24, 3, 6, seed=11, sample_seed=n)
+        Xt, labt = gaussian_mixture(400, 24, 3, 6, seed=11, sample_seed=999)
+        cases.append((name, X.double().numpy(), lab.numpy(), Xt.double().numpy(), labt.numpy(), sigma, q))
+    X, lab = gaussian_mixture(60, 24, 3, 6, seed=11, sample_seed=5)
+    keep = lab.numpy() != 2
+    Xt, labt = gaussian_mixture(400, 24, 3, 6, seed=11, sample_seed=999)
+    cases.append(("a cluster with no training sample", X.double().numpy()[keep], lab.numpy()[keep],
+                  Xt.double().numpy(), labt.numpy(), 0.2, 7))
+    for name, X, lab, Xt, labt, sigma, q in cases:
+        want = _gated_gap_reference(X, lab, Xt, labt, sigma, q)
+        got = _as_numpy(_call(fn, (X.copy(), lab.copy(), Xt.copy(), labt.copy(), sigma, q), name), "your function")
+        if got.size != 1 or not np.isfinite(got).all():
+            raise AssertionError(f"case '{name}': return one finite number (the test/train ratio)")
+        rel = abs(float(got.reshape(-1)[0]) - want) / want
+        if rel > 1e-5:
+            hint = ("per cluster, A_j = optimal linear denoiser of rank <= q for S_j = X_j^T X_j / n_j; "
+                    "weight each cluster's exact risk tr(A M A^T) - 2 tr(A S) + tr(S) by its share of "
+                    "the rows; the test risk uses the test samples' second moment but the training A_j")
+            raise AssertionError(f"case '{name}': your ratio is off by {100 * rel:.2g}% of the right one. Hint: {hint}")
+    print(f"Correct! Your gated test/train ratio matches on all {len(cases)} cases.")
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# chapter 2: tied against untied weights at a given width (an experiment)
+# ---------------------------------------------------------------------------------------------
+def _tied_untied_reference(X, X_test, p, sigma, steps):
+    from .gmm import denoising_mse
+    from .models import ReLUDAE
+    from .train import fit_dae
+
+    out = []
+    for tied in (True, False):
+        m = ReLUDAE(X.shape[1], p, tied=tied, seed=0)
+        fit_dae(m, X, sigma=sigma, seed=0, steps=steps)
+        out.append(denoising_mse(m, X_test, sigma, seed=1))
+    return np.array(out, dtype=np.float64)
+
+
+def check_tied_untied(fn) -> bool:
+    """Check a reader's experiment ``fn(X, X_test, p, sigma, steps) -> (2,)`` (chapter 2): train
+    ``ReLUDAE(d, p, tied=True, seed=0)`` and ``ReLUDAE(d, p, tied=False, seed=0)`` on X with
+    ``fit_dae(model, X, sigma=sigma, seed=0, steps=steps)`` (other settings at their defaults) and
+    return their test errors ``[tied, untied]``, each ``utils.gmm.denoising_mse(model, X_test,
+    sigma, seed=1)``.
+
+    The cases are small mixtures made here (never the chapter's), at a narrow and a wide network,
+    so passing says the experiment is implemented right, not what the chapter's numbers are. A
+    failure names the case and how far the answer is off, without printing the reference values.
+    """
+    from .data import gaussian_mixture
+
+    if not callable(fn):
+        raise TypeError("pass your function itself, e.g. check_tied_untied(my_tied_untied)")
+    X, _ = gaussian_mixture(400, 16, 2, 2, seed=11)
+    Xte, _ = gaussian_mixture(300, 16, 2, 2, seed=11, sample_seed=12)
+    cases = [("narrow network, p = 3", 3, 0.2, 150), ("wide network, p = 24", 24, 0.3, 150)]
+    for name, p, sigma, steps in cases:
+        want = _tied_untied_reference(X, Xte, p, sigma, steps)
+        got = _as_numpy(_call(fn, (X.clone(), Xte.clone(), p, sigma, steps), name), "your function")
+        if got.shape != (2,):
+            raise AssertionError(f"case '{name}': returned shape {got.shape}, expected (2,): "
+                                 "[test error tied, test error untied]")
+        if not np.allclose(got, want, rtol=1e-4, atol=1e-6):
+            off = float(np.max(np.abs(got - want) / np.abs(want)))
+            swapped = np.allclose(got[::-1], want, rtol=1e-4, atol=1e-6)
+            hint = ("the order is [tied, untied]" if swapped else
+                    "seed=0 for both the model and fit_dae, steps=steps, and the test error "
+                    "utils.gmm.denoising_mse(model, X_test, sigma, seed=1) on the test set")
+            raise AssertionError(f"case '{name}': your errors are off by up to {100 * off:.2g}% "
+                                 f"(relative). Hint: {hint}")
+    print(f"Correct! Your experiment matches on all {len(cases)} cases.")
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# chapter 6: does the model beat its noisy input on held-out images? (an ablation)
+# ---------------------------------------------------------------------------------------------
+def _heldout_psnr_reference(X_train, X_test, p, sigma, sparsity, steps):
+    from .metrics import psnr
+    from .models import ReLUDAE
+    from .train import fit_dae
+
+    m = ReLUDAE(X_train.shape[1], p, seed=0)
+    fit_dae(m, X_train, sigma=sigma, seed=0, sparsity=sparsity, steps=steps)
+    y = X_test + sigma * torch.randn(X_test.shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = m(y)
+    return np.array([psnr(out, X_test).mean(), psnr(y, X_test).mean()], dtype=np.float64)
+
+
+def check_heldout_psnr(fn) -> bool:
+    """Check a reader's ablation ``fn(X_train, X_test, p, sigma, sparsity, steps) -> (2,)``
+    (chapter 6): train ``ReLUDAE(d, p, seed=0)`` on X_train with ``fit_dae(model, X_train,
+    sigma=sigma, seed=0, sparsity=sparsity, steps=steps)``, draw the noisy held-out images
+    ``y = X_test + sigma * torch.randn(X_test.shape, generator=torch.Generator().manual_seed(0))``
+    and return ``[mean PSNR of model(y), mean PSNR of y]`` against X_test, in dB with peak 2
+    (``utils.metrics.psnr``), means over the held-out images.
+
+    The cases are small digit sets chosen here (a memorizing and a larger training set, penalty on
+    and off), so passing says the ablation is implemented right, not what the chapter's numbers
+    are. A failure names the case and how far the answer is off, without the reference values.
+    """
+    from .data import load_images
+
+    if not callable(fn):
+        raise TypeError("pass your function itself, e.g. check_heldout_psnr(my_heldout_psnr)")
+    D = load_images("digits")
+    D = D.reshape(len(D), -1)[torch.randperm(len(D), generator=torch.Generator().manual_seed(5))]
+    X_test = D[:50]
+    cases = [("5 training digits, penalty 0.1", D[50:55], 20, 0.2, 0.1, 150),
+             ("400 training digits, penalty off", D[50:450], 20, 0.3, 0.0, 150)]
+    for name, Xt, p, sigma, mu, steps in cases:
+        want = _heldout_psnr_reference(Xt, X_test, p, sigma, mu, steps)
+        got = _as_numpy(_call(fn, (Xt.clone(), X_test.clone(), p, sigma, mu, steps), name), "your function")
+        if got.shape != (2,):
+            raise AssertionError(f"case '{name}': returned shape {got.shape}, expected (2,): "
+                                 "[mean PSNR of the model's output, mean PSNR of the noisy input]")
+        if not np.allclose(got, want, rtol=0, atol=1e-3):
+            off = float(np.max(np.abs(got - want)))
+            part = "the noisy input's PSNR" if abs(got[1] - want[1]) > 1e-3 else "the model's PSNR"
+            hint = ("draw the noise with torch.Generator().manual_seed(0) and use "
+                    "utils.metrics.psnr(x, ref) (peak 2), averaged over the images"
+                    if part == "the noisy input's PSNR" else
+                    "ReLUDAE(d, p, seed=0), fit_dae(model, X_train, sigma=sigma, seed=0, "
+                    "sparsity=sparsity, steps=steps), and denoise the same noisy images")
+            raise AssertionError(f"case '{name}': {part} is off by {off:.3g} dB. Hint: {hint}")
+    print(f"Correct! Your ablation matches on all {len(cases)} cases.")
+    return True
+
+
+def check_window_steering(fn) -> bool:
+    """Check a reader's ``fn(model, scheduler, directions, alpha, t_min, t_max, labels, seed, steps)
+    -> (n, C, H, W)``: DDIM samples (``utils.unet.sample`` with that seed and number of steps) with
+    ``alpha * directions[name]`` added to each named module's output only at timesteps
+    ``t_min <= t < t_max`` (chapter 10). Cases on a small random U-Net: a late window, an early
+    window, and alpha = 0 (must equal plain sampling). Raises ``AssertionError`` naming the failing
+    case, else prints and returns True.
+    """
+    from . import steering, unet
+
+    if not callable(fn):
+        raise TypeError("pass your function itself, e.g. check_window_steering(steer_window)")
+    torch.manual_seed(5)
+    cfg = dict(unet.SMALL_UNET, sample_size=8, block_out_channels=(8, 16, 16), num_class_embeds=3)
+    model = unet.build_unet(cfg).eval()
+    sched = unet.make_scheduler()
+    dirs = {"up_blocks.1.resnets.0": torch.linspace(-1, 1, 16)}
+    labels = torch.tensor([0, 1, 2, 1])
+    cases = [("late window (0 <= t < 500)", 3.0, 0, 500, 7),
+             ("early window (500 <= t < 1000)", 3.0, 500, 1000, 8),
+             ("alpha = 0", 0.0, 0, 1000, 9)]
+    hints = ["wrap unet.sample in steering.timestep_window(model, t_min=..., t_max=...) and "
+             "steering.steer(model, directions, alpha, active=window)",
+             "steer only inside the window: pass the window's callable as active=",
+             "with alpha = 0 nothing is added: the samples equal unet.sample's"]
+    for k, (name, alpha, lo, hi, seed) in enumerate(cases):
+        with steering.timestep_window(model, t_min=lo, t_max=hi) as active:
+            with steering.steer(model, dirs, alpha, active=active):
+                want = unet.sample(model, sched, len(labels), steps=6, seed=seed, class_labels=labels).numpy()
+        got = _as_numpy(_call(fn, (model, sched, dirs, alpha, lo, hi, labels.clone(), seed, 6), name), "your function")
+        if len(model._forward_hooks) or len(model._forward_pre_hooks):
+            raise AssertionError(f"case '{name}': your function left hooks on the model; use the context managers")
+        _close(got, want, f"case '{name}'", rtol=1e-5, atol=1e-5, hint=hints[k])
+    print(f"Correct! Your windowed steering matches on all {len(cases)} cases.")
+    return True
