@@ -42,7 +42,7 @@ def _texts(cell) -> list[str]:
     for o in coalesce_streams([nbformat.from_dict(copy.deepcopy(o)) for o in cell.get("outputs", [])]):
         if "text" in o:
             out.append("".join(o["text"]))
-        for key, value in o.get("data", {}).items():
+        for key, value in sorted(o.get("data", {}).items()):     # nbval compares per MIME type
             if key.startswith("text/"):
                 out.append("".join(value))
     return out

@@ -19,7 +19,7 @@ The simple rule for what is not a measurement, and so is exempt:
   (sigma = 0.2, n = 5, p = 100, 1500 steps);
 * an integer up to 10 (small counts and ordinals), a year (1900-2099), and a number right after
   a word that makes it a reference (chapter 3, Figure 6, Table 2, arXiv 2512.20963, ICLR 2026,
-  step 1, v1.4);
+  step 1, v1.4, SHA-256, a heading's "# 11.");
 * an integer inside LaTeX math (exponents, indices, 1/2); decimals in math are checked;
 * anything in code spans, roles (``{cite}`...```), link targets, directive options and HTML.
 """
@@ -43,7 +43,7 @@ OUTPUT_NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d
 REFERENCE_WORDS = re.compile(
     r"(?i)(chapter|chapters|ch\.?|section|sections|figure|figures|fig\.|table|exercise|theorem|lemma|"
     r"proposition|corollary|definition|appendix|part|step|arxiv|iclr|neurips|icml|cvpr|v|version|"
-    r"equation|eq\.|row|rows|cell|cells|item|issue)\s*$")
+    r"equation|eq\.|row|rows|cell|cells|item|issue|sha-|#)\s*$")
 _STRIP = [
     re.compile(r"```.*?```", re.S),                  # fenced blocks' fences and code (directive bodies kept below)
     re.compile(r"`[^`\n]*`"),                        # code spans and the argument of roles

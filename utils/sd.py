@@ -96,16 +96,7 @@ def _tiny_tokenizer():
     vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
     vocab["<|startoftext|>"] = len(vocab)
     vocab["<|endoftext|>"] = len(vocab)
-    try:
-        tok = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
-    except TypeError:                       # transformers 4: files only
-        import json
-        import tempfile
-        from pathlib import Path
-        folder = Path(tempfile.mkdtemp(prefix="tiny_clip_"))
-        (folder / "vocab.json").write_text(json.dumps(vocab))
-        (folder / "merges.txt").write_text("#version: 0.2\n")
-        tok = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
+    tok = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)   # transformers >= 5
     return tok, vocab
 
 
