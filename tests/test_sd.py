@@ -299,3 +299,10 @@ def test_representation_curve():
     assert sd_experiment.representation_curve(torch.rand(2, 100), points=64).shape == (2, 64)
     with pytest.raises(ValueError, match=r"\(n, C\)"):
         sd_experiment.representation_curve(torch.rand(3))
+
+
+def test_training_image_links(no_network):
+    assert prompts.fetch_training_image("https://example.invalid/x.jpg") is None     # dead: no network
+    assert prompts.fetch_training_image("not a url") is None
+    embed = sd_experiment.image_embedder("smoke")
+    assert sd_experiment.training_cosines(embed, torch.zeros(2, 3, 16, 16), "https://example.invalid/x.jpg") is None

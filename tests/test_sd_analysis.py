@@ -77,3 +77,12 @@ def test_steering_summary_changes_from_the_unsteered_image():
     ds, ci, dist, _ = s[("generalized", "attribute", 0.5)]
     assert abs(ds - 0.2) < 1e-12 and ci[0] <= 0.2 <= ci[1] and abs(dist - 0.05) < 1e-12
     assert abs(s[("generalized", "random", 0.5)][0]) < 1e-12
+
+
+def test_training_image_summary_counts_dead_links():
+    recs = _records(n=3)
+    recs[0]["training_cosine"] = [0.9, 0.8, 0.95]
+    recs[1]["training_cosine"] = None
+    recs[2]["training_cosine"] = [0.2, 0.3, 0.1]
+    s = sd_analysis.training_image_summary(recs)
+    assert s["with_url"] == 3 and s["dead"] == 1 and len(s["cosines"]) == 6

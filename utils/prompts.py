@@ -142,3 +142,28 @@ random-weight model nothing is memorized: the labels only exercise the code."""
 def sha256_text(text: str) -> str:
     """SHA-256 of a string's UTF-8 bytes (for provenance records)."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def fetch_training_image(url: str, *, size: int = 224, timeout: float = 10.0):
+    """Download the LAION training image of a memorized prompt -> (3, size, size) float32 in
+    [-1, 1], or ``None`` when the link is dead (an HTTP error, a timeout, not an image). Links
+    are not checksummed: they point at third-party sites whose bytes change; a dead or changed
+    link only loses that prompt's generation-level ground truth, which the chapter counts."""
+    import io
+    import urllib.request
+
+    import numpy as np
+    import torch
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        return None
+    try:
+        from PIL import Image
+        req = urllib.request.Request(url, headers={"User-Agent": "balanced-rep-book/1.0"})
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            data = r.read(20_000_000)
+        img = Image.open(io.BytesIO(data)).convert("RGB").resize((size, size))
+    except Exception:                                          # noqa: BLE001 - any failure = dead link
+        return None
+    x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)
+    return x.contiguous()
+

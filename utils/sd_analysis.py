@@ -128,3 +128,14 @@ def steering_summary(rows, *, draws: int = 1000, seed: int = 0) -> dict:
         out[key] = (float(v[:, 0].mean()), (float(lo[0]), float(hi[0])),
                     float(v[:, 1].mean()), (float(lo[1]), float(hi[1])))
     return out
+
+
+def training_image_summary(records) -> dict:
+    """How many memorized prompts have a live training-image link, and the per-generation cosines
+    to it -> {"with_url", "dead", "cosines": (m,) array over the generations of live links}."""
+    mem = [r for r in records if r["memorized"]]
+    with_url = [r for r in mem if "training_cosine" in r]
+    live = [r for r in with_url if r["training_cosine"] is not None]
+    cos = np.asarray([c for r in live for c in r["training_cosine"]], dtype=float)
+    return {"with_url": len(with_url), "dead": len(with_url) - len(live), "cosines": cos}
+

@@ -211,9 +211,23 @@ def prompt_list(mode: str, n: int) -> tuple[list[dict], dict]:
         rows, prov_m = prompt_sets.memorized_prompts(n)
         ordi, prov_o = prompt_sets.ordinary_prompts(n)
         mem = [r["caption"] for r in rows]
+        urls = [r["url"] for r in rows]
         prov = {"memorized_prompts": prov_m, "ordinary_prompts": prov_o}
+        return ([{"prompt": p, "memorized": 1, "url": u} for p, u in zip(mem, urls)] +
+                [{"prompt": p, "memorized": 0} for p in ordi]), prov
     items = [{"prompt": p, "memorized": 1} for p in mem] + [{"prompt": p, "memorized": 0} for p in ordi]
     return items, prov
+
+
+def training_cosines(embed, generations, url) -> list:
+    """Cosine of each generation's CLIP embedding to the prompt's LAION training image (the
+    generation-level ground truth of a memorized prompt, when its link still works) -> list of
+    floats, or ``None`` for a dead link."""
+    img = prompt_sets.fetch_training_image(url)
+    if img is None:
+        return None
+    e_train = embed(img[None])
+    return [float(x) for x in (embed(generations) @ e_train.T)[:, 0]]
 
 
 def run_prompts(pipe, embed, items, *, seeds: int, steps: int, guidance: float, batch_size: int = 4,
@@ -221,6 +235,7 @@ def run_prompts(pipe, embed, items, *, seeds: int, steps: int, guidance: float, 
     """Generate ``seeds`` images per item, probe and score them -> one record per item:
     ``{"index", "prompt", "memorized", "wen": [...], "probe": {layer: {stat: [...]}},
     "consistency": [...], "curve": {layer: (points,) mean over seeds of representation_curve},
+    "training_cosine": [...] per seed to the LAION training image (None: no URL or a dead link),
     "seconds_generate", "seconds_probe"}`` (lists over the seeds)."""
     seeds = int(seeds)
     if seeds < 2:
@@ -247,6 +262,7 @@ def run_prompts(pipe, embed, items, *, seeds: int, steps: int, guidance: float, 
             "probe": {k: {s: [float(x) for x in v[s][sl]] for s in STATISTICS} for k, v in stats.items()},
             "consistency": [float(x) for x in consistency[sl]],
             "curve": {k: np.round(v[sl].mean(0), 5).tolist() for k, v in curves.items()},
+            "training_cosine": (training_cosines(embed, images[sl], it["url"]) if it.get("url") else None),
             "seconds_generate": t_gen * seeds / len(prompts_flat),
             "seconds_probe": t_probe * seeds / len(prompts_flat)})
     return records
