@@ -1,8 +1,10 @@
 """Training-free representation steering: add a direction to chosen modules' outputs."""
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 
 from .checks import as_float_tensor
@@ -90,3 +92,76 @@ def timestep_window(model: torch.nn.Module, *, t_max: int, t_min: int = 0):
         yield lambda: state["t"] is not None and t_min <= state["t"] < t_max
     finally:
         handle.remove()
+
+
+def step_window(timesteps, *, last: int, skip_final: int = 0) -> tuple[int, int]:
+    """The ``(t_min, t_max)`` for :func:`timestep_window` that steers exactly the last ``last``
+    steps of a sampling schedule except its final ``skip_final`` ones.
+
+    ``timesteps``: the sampler's timesteps in the order they run (strictly decreasing integers,
+    ``scheduler.timesteps`` after ``set_timesteps``). The official Stable Diffusion recipe is
+    ``last=20, skip_final=2`` for 40 DDIM steps (steps 21-38); :func:`scaled_window` scales it to
+    another number of steps.
+    """
+    t = [int(v) for v in torch.as_tensor(timesteps).flatten().tolist()]
+    if len(t) < 2 or any(a <= b for a, b in zip(t, t[1:])):
+        raise ValueError(f"timesteps must be at least two strictly decreasing integers, got {t}")
+    for name, v in (("last", last), ("skip_final", skip_final)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
+    if not skip_final < last <= len(t):
+        raise ValueError(f"need skip_final < last <= number of steps ({len(t)}), got "
+                         f"last={last}, skip_final={skip_final}")
+    steered = t[len(t) - last:len(t) - skip_final]
+    return steered[-1], steered[0] + 1
+
+
+def scaled_window(steps: int, *, reference_steps: int = 40, last: int = 20,
+                  skip_final: int = 2) -> tuple[int, int]:
+    """Scale a window of ``last`` steps minus the final ``skip_final`` (of ``reference_steps``,
+    the official recipe's 40 DDIM steps) to a sampler of ``steps`` steps, keeping the fractions
+    and rounding half up; at least one final step stays unsteered when the reference skips any.
+    Returns ``(last, skip_final)`` for :func:`step_window`."""
+    for name, v in (("steps", steps), ("reference_steps", reference_steps), ("last", last)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    if isinstance(skip_final, bool) or not isinstance(skip_final, int) or not 0 <= skip_final < last <= reference_steps:
+        raise ValueError(f"need 0 <= skip_final < last <= reference_steps, got {skip_final}, {last}, {reference_steps}")
+    new_last = max(1, int(math.floor(last * steps / reference_steps + 0.5)))
+    new_skip = int(math.floor(skip_final * steps / reference_steps + 0.5))
+    if skip_final > 0:
+        new_skip = max(1, new_skip)
+    if not new_skip < new_last:
+        raise ValueError(f"{steps} steps are too few to scale this window")
+    return new_last, new_skip
+
+
+def random_directions(directions: dict, *, seed: int = 0) -> dict:
+    """Control directions: for each module, a Gaussian random vector rescaled to the norm of
+    that module's steering vector in ``directions`` ({name: (C,)}). Same ``seed``, same draw."""
+    if not isinstance(directions, dict) or not directions:
+        raise ValueError("directions must be a non-empty dict {module name: vector}")
+    gen = torch.Generator().manual_seed(int(seed))
+    out = {}
+    for name, v in directions.items():
+        v = as_float_tensor(v, f"directions[{name!r}]", ndim=1).float()
+        r = torch.randn(v.shape, generator=gen)
+        out[name] = r * (v.norm() / r.norm())
+    return out
+
+
+def knn_class(images, reference, reference_classes, *, k: int = 5) -> np.ndarray:
+    """The class of each image by a majority vote of its ``k`` nearest reference images
+    (Euclidean; ties go to the smaller class). ``images`` (m, ...), ``reference`` (n, ...),
+    ``reference_classes`` (n,) integers -> (m,) int64. Chapter 10 uses it as its content measure:
+    does a steered generation keep the class of the unsteered one?"""
+    from .metrics import nearest_neighbors
+    cls = np.asarray(torch.as_tensor(reference_classes)).astype(np.int64)
+    if cls.ndim != 1 or len(cls) != len(reference):
+        raise ValueError(f"reference_classes must have shape ({len(reference)},), got {cls.shape}")
+    if len(cls) and cls.min() < 0:
+        raise ValueError("reference_classes must be non-negative integers")
+    _, idx = nearest_neighbors(images, reference, k=k)
+    votes = cls[idx]                                                     # (m, k)
+    counts = np.stack([np.bincount(v, minlength=cls.max() + 1) for v in votes])
+    return counts.argmax(1).astype(np.int64)

@@ -1,0 +1,115 @@
+"""Tests of the chapter 10 helpers: utils.steering.step_window / scaled_window / random_directions /
+knn_class and utils.clustered (cluster-bootstrap means and ratios)."""
+import numpy as np
+import pytest
+import torch
+
+from utils import clustered, steering, unet
+
+
+def test_step_window_selects_the_last_steps_except_the_final_ones():
+    sched = unet.make_scheduler()
+    for steps, last, skip in ((40, 20, 2), (25, 13, 1), (10, 3, 0)):
+        sched.set_timesteps(steps)
+        lo, hi = steering.step_window(sched.timesteps, last=last, skip_final=skip)
+        on = [i for i, t in enumerate(sched.timesteps.tolist()) if lo <= t < hi]
+        assert on == list(range(steps - last, steps - skip))
+    # the official recipe: steps 21-38 of 40
+    sched.set_timesteps(40)
+    lo, hi = steering.step_window(sched.timesteps, last=20, skip_final=2)
+    assert [i + 1 for i, t in enumerate(sched.timesteps.tolist()) if lo <= t < hi] == list(range(21, 39))
+    with pytest.raises(ValueError, match="decreasing"):
+        steering.step_window([1, 5, 9], last=2)
+    with pytest.raises(ValueError, match="skip_final < last"):
+        steering.step_window(sched.timesteps, last=2, skip_final=2)
+    with pytest.raises(ValueError, match="non-negative integer"):
+        steering.step_window(sched.timesteps, last=2.5)
+
+
+def test_scaled_window():
+    assert steering.scaled_window(40) == (20, 2)
+    assert steering.scaled_window(25) == (13, 1)          # 12.5 rounds up; 1.25 -> 1
+    assert steering.scaled_window(10) == (5, 1)           # 0.5 rounds up to 1
+    assert steering.scaled_window(10, skip_final=0) == (5, 0)
+    with pytest.raises(ValueError, match="too few"):
+        steering.scaled_window(2)
+    with pytest.raises(ValueError, match="positive integer"):
+        steering.scaled_window(0)
+
+
+def test_random_directions_match_norms_and_are_reproducible():
+    d = {"a": torch.tensor([3.0, 4.0, 0.0]), "b": torch.ones(5)}
+    r = steering.random_directions(d, seed=3)
+    assert set(r) == set(d)
+    for k in d:
+        assert r[k].shape == d[k].shape
+        assert torch.isclose(r[k].norm(), d[k].norm())
+    again = steering.random_directions(d, seed=3)
+    other = steering.random_directions(d, seed=4)
+    assert all(torch.equal(r[k], again[k]) for k in d)
+    assert not torch.equal(r["a"], other["a"])
+    cos = float(r["b"] @ d["b"] / (r["b"].norm() * d["b"].norm()))
+    assert abs(cos) < 0.999
+    with pytest.raises(ValueError, match="non-empty dict"):
+        steering.random_directions({})
+
+
+def test_knn_class_majority_vote():
+    ref = torch.tensor([[0.0], [0.1], [0.2], [5.0], [5.1]])
+    cls = torch.tensor([0, 0, 1, 1, 1])
+    out = steering.knn_class(torch.tensor([[0.05], [5.05]]), ref, cls, k=3)
+    assert out.tolist() == [0, 1]
+    assert steering.knn_class(torch.tensor([[0.19]]), ref, cls, k=1).tolist() == [1]
+    # a tie (k = 2, one vote each) goes to the smaller class
+    assert steering.knn_class(torch.tensor([[0.15]]), ref, cls, k=2).tolist() == [0]
+    with pytest.raises(ValueError, match="reference_classes"):
+        steering.knn_class(torch.zeros(1, 1), ref, cls[:3])
+
+
+def test_cluster_weights_draw_whole_clusters():
+    clusters = np.array([7, 7, 7, 2, 2, 9])
+    w = clustered.cluster_weights(clusters, draws=200, seed=0)
+    assert w.shape == (200, 6)
+    # rows of one cluster always share a multiplicity, and each draw picks 3 clusters in all
+    assert np.all(w[:, 0] == w[:, 1]) and np.all(w[:, 1] == w[:, 2]) and np.all(w[:, 3] == w[:, 4])
+    assert np.all(w[:, [0, 3, 5]].sum(1) == 3)
+    with pytest.raises(ValueError, match="1-D"):
+        clustered.cluster_weights(np.zeros((2, 2)))
+
+
+def test_mean_and_ratio_draws_reflect_the_number_of_clusters():
+    rng = np.random.default_rng(0)
+    # 10 clusters of 20 identical rows: the cluster bootstrap sees 10 values, not 200
+    centers = rng.normal(size=10)
+    values = np.repeat(centers, 20)
+    clusters = np.repeat(np.arange(10), 20)
+    d = clustered.mean_draws(values, clusters, draws=2000, seed=1)
+    assert abs(d.mean() - values.mean()) < 0.05
+    naive = values.std() / np.sqrt(len(values))
+    assert d.std() > 3 * naive                               # far wider than the row-wise error
+    assert abs(d.std() - centers.std() / np.sqrt(10)) < 0.1
+    r = clustered.ratio_draws(2 * values + 1, np.ones_like(values), clusters, draws=50, seed=1)
+    assert np.allclose(r, 2 * clustered.mean_draws(values, clusters, draws=50, seed=1) + 1)
+    with pytest.raises(ValueError, match="rows"):
+        clustered.mean_draws(values[:5], clusters)
+    with pytest.raises(ValueError, match="zero"):
+        clustered.ratio_draws(values, np.zeros_like(values), clusters, draws=5)
+
+
+def test_check_window_steering_accepts_the_solution_and_rejects_a_windowless_one():
+    from utils import exercises
+
+    def steer_window(model, scheduler, directions, alpha, t_min, t_max, labels, seed, steps):
+        with steering.timestep_window(model, t_min=t_min, t_max=t_max) as window:
+            with steering.steer(model, directions, alpha, active=window):
+                return unet.sample(model, scheduler, len(labels), steps=steps, seed=seed, class_labels=labels)
+
+    def no_window(model, scheduler, directions, alpha, t_min, t_max, labels, seed, steps):
+        with steering.steer(model, directions, alpha):
+            return unet.sample(model, scheduler, len(labels), steps=steps, seed=seed, class_labels=labels)
+
+    assert exercises.check_window_steering(steer_window)
+    with pytest.raises(AssertionError, match="window"):
+        exercises.check_window_steering(no_window)
+    with pytest.raises(TypeError):
+        exercises.check_window_steering(42)
