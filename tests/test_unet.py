@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINTS = ROOT / "book" / "checkpoints"
 SHIPPED = {"digits-memorized": CHECKPOINTS / "unet_digits_memorized.safetensors",
            "digits-generalized": CHECKPOINTS / "unet_digits_generalized.safetensors",
-           "digits-planted": CHECKPOINTS / "unet_digits_planted.safetensors"}
+           "digits-planted": CHECKPOINTS / "unet_digits_planted.safetensors",
+           "digits-planted-many": CHECKPOINTS / "unet_digits_planted_many.safetensors"}
 
 
 @pytest.fixture(scope="module")

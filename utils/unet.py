@@ -55,6 +55,36 @@ CONFIGS = {
                            batch_size=16, lr=2e-3, warmup=100, seed=0,
                            planted=dict(n_planted=10, copies=100, seed=0), cond_drop=0.1,
                            model=dict(SMALL_UNET, num_class_embeds=21)),
+    # chapter 9's statistics: more prompts of both kinds. Every digit once with one of 40 ordinary
+    # captions ("digit k, style j", j = 0..3: each class split into four, 43 to 46 images per
+    # caption), plus 32 planted digits, each repeated 80 times with a caption of its own;
+    # 10% empty captions (label 72) for classifier-free guidance
+    "digits-planted-many": dict(dataset="digits", n=None, size=16, data_seed=0, steps=10000,
+                                batch_size=16, lr=2e-3, warmup=100, seed=0,
+                                planted=dict(n_planted=32, copies=80, seed=0, captions_per_class=4),
+                                cond_drop=0.1, model=dict(SMALL_UNET, num_class_embeds=73)),
+    # chapter 8, issue 11: the generalizing recipe trained until its held-out loss stops improving;
+    # 297 of the 1,797 digits are held out, the loss on them is measured every 300 steps, and
+    # training stops after 4 evaluations without improvement (at most 6000 steps)
+    "digits-generalized-long": dict(dataset="digits", n=None, size=16, data_seed=0, steps=6000,
+                                    batch_size=16, lr=2e-3, warmup=100, seed=0, holdout=297,
+                                    eval_every=300, patience=4, model=SMALL_UNET),
+    # chapter 8, Kadkhodaie et al.'s test: pairs of networks trained on disjoint image sets (the
+    # `part` of a shuffled dataset) from different initial weights (seed 1 and 2).
+    # Two memorizing networks on disjoint sets of 16 digits (32 digits drawn with data_seed 1) ...
+    "digits-mem-pair-a": dict(dataset="digits", n=32, size=16, data_seed=1, steps=1500,
+                              batch_size=16, lr=2e-3, warmup=100, seed=1,
+                              part=dict(parts=2, index=0, seed=0), model=SMALL_UNET),
+    "digits-mem-pair-b": dict(dataset="digits", n=32, size=16, data_seed=1, steps=1500,
+                              batch_size=16, lr=2e-3, warmup=100, seed=2,
+                              part=dict(parts=2, index=1, seed=0), model=SMALL_UNET),
+    # ... and two on disjoint halves of all 1,797 digits (898 and 899)
+    "digits-half-a": dict(dataset="digits", n=None, size=16, data_seed=0, steps=2000,
+                          batch_size=16, lr=2e-3, warmup=100, seed=1,
+                          part=dict(parts=2, index=0, seed=0), model=SMALL_UNET),
+    "digits-half-b": dict(dataset="digits", n=None, size=16, data_seed=0, steps=2000,
+                          batch_size=16, lr=2e-3, warmup=100, seed=2,
+                          part=dict(parts=2, index=1, seed=0), model=SMALL_UNET),
 }
 
 
