@@ -13,7 +13,12 @@ CHECKPOINTS = ROOT / "book" / "checkpoints"
 SHIPPED = {"digits-memorized": CHECKPOINTS / "unet_digits_memorized.safetensors",
            "digits-generalized": CHECKPOINTS / "unet_digits_generalized.safetensors",
            "digits-planted": CHECKPOINTS / "unet_digits_planted.safetensors",
-           "digits-planted-many": CHECKPOINTS / "unet_digits_planted_many.safetensors"}
+           "digits-planted-many": CHECKPOINTS / "unet_digits_planted_many.safetensors",
+           "digits-generalized-long": CHECKPOINTS / "unet_digits_generalized_long.safetensors",
+           "digits-mem-pair-a": CHECKPOINTS / "unet_digits_mem_pair_a.safetensors",
+           "digits-mem-pair-b": CHECKPOINTS / "unet_digits_mem_pair_b.safetensors",
+           "digits-half-a": CHECKPOINTS / "unet_digits_half_a.safetensors",
+           "digits-half-b": CHECKPOINTS / "unet_digits_half_b.safetensors"}
 
 
 @pytest.fixture(scope="module")
