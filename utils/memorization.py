@@ -73,3 +73,102 @@ def memorizing_weights(X, sigma, weight_decay, p: int | None = None) -> np.ndarr
     W = np.zeros((p, Xn.shape[1]))
     W[:n] = np.sqrt(memorization_scale(r, sigma, weight_decay))[:, None] * Xn / r[:, None]
     return W
+
+
+# --- competing solution families (chapter 3, proposition prf-ch3-families) -------------------------
+
+def _data(X, name: str = "X") -> np.ndarray:
+    from .checks import as_float_tensor
+    Xn = as_float_tensor(X, name, ndim=2).double().numpy()
+    if Xn.shape[0] == 0:
+        raise ValueError(f"{name} must have at least one row")
+    return Xn
+
+
+def second_moment_spectrum(X) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (d,) in decreasing order and eigenvectors (d, d) (columns) of the uncentred
+    second moment Sigma = (1/n) sum_k x_k x_k^T of the training set X (n, d)."""
+    Xn = _data(X)
+    mu, V = np.linalg.eigh(Xn.T @ Xn / Xn.shape[0])
+    order = np.argsort(mu)[::-1]
+    return np.clip(mu[order], 0.0, None), V[:, order]
+
+
+def linear_denoiser(X, sigma) -> tuple[np.ndarray, float]:
+    """The best linear denoiser of the training set and its loss.
+
+    A = Sigma (Sigma + sigma^2 I)^{-1} minimizes (1/n) sum_k E||A (x_k + sigma eps) - x_k||^2 over
+    all d x d matrices; its loss is sum_i mu_i sigma^2 / (mu_i + sigma^2) over the eigenvalues mu_i of
+    Sigma. Args: X (n, d), sigma > 0. Returns (A (d, d) symmetric PSD, loss).
+    """
+    s = float(check_sigma(sigma))
+    mu, V = second_moment_spectrum(X)
+    a = mu / (mu + s ** 2)
+    return (V * a) @ V.T, float((mu * s ** 2 / (mu + s ** 2)).sum())
+
+
+def signed_pair_weights(A, p: int | None = None, *, tol: float = 1e-10) -> np.ndarray:
+    """Tied ReLU weights (p, d) that compute the linear map y -> A y for a symmetric PSD A (d, d).
+
+    Each eigenpair (a_i > tol, v_i) becomes two neurons +sqrt(a_i) v_i and -sqrt(a_i) v_i, since
+    w relu(w^T y) + (-w) relu(-w^T y) = w w^T y. Rows beyond the 2 rank(A) pair neurons are zero;
+    p=None gives exactly 2 rank(A) rows. Raises ValueError if A is not square, symmetric and PSD.
+    """
+    A = np.asarray(A, dtype=float)
+    if A.ndim != 2 or A.shape[0] != A.shape[1]:
+        raise ValueError(f"A must be a square matrix, got shape {A.shape}")
+    if not np.isfinite(A).all() or not np.allclose(A, A.T, atol=1e-8):
+        raise ValueError("A must be finite and symmetric")
+    a, V = np.linalg.eigh(A)
+    if a.min() < -1e-8 * max(1.0, abs(a).max()):
+        raise ValueError(f"A must be positive semi-definite (smallest eigenvalue {a.min():.3g})")
+    keep = a > tol
+    rows = np.sqrt(a[keep])[:, None] * V[:, keep].T
+    W = np.concatenate([rows, -rows])
+    if p is None:
+        return W
+    p = check_positive_int(p, "p")
+    if p < len(W):
+        raise ValueError(f"p must be >= 2 rank(A) = {len(W)}, got {p}")
+    return np.concatenate([W, np.zeros((p - len(W), A.shape[0]))])
+
+
+def few_neuron_bound(X, q: int) -> float:
+    """Lower bound on the data term of any tied network with at most q nonzero neurons: the sum
+    of all but the q largest eigenvalues of Sigma = (1/n) sum_k x_k x_k^T (its output lies in a
+    q-dimensional subspace). Args: X (n, d), q >= 0."""
+    if isinstance(q, bool) or not isinstance(q, (int, np.integer)) or q < 0:
+        raise ValueError(f"q must be an integer >= 0, got {q!r}")
+    mu, _ = second_moment_spectrum(X)
+    return float(mu[int(q):].sum())
+
+
+def memorization_loss_bound(n: int, sigma, weight_decay=0.0) -> float:
+    """Upper bound (n + 1) sigma^2 / 2 + n lam on the loss of the memorizing solution W* for n
+    pairwise orthogonal samples (W* is at most the member of the family with every c_k = 1)."""
+    n = check_positive_int(n, "n")
+    s = float(check_sigma(sigma))
+    return (n + 1) * s ** 2 / 2 + n * _lam(weight_decay)
+
+
+def dae_data_loss(W, X, sigma, *, draws: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """Monte Carlo estimate of the data term (1/n) sum_k E||f_W(x_k + sigma eps) - x_k||^2 of the
+    tied model f_W(y) = W^T relu(W y), in float64.
+
+    Args: W (p, d) weights (rows = neurons), X (n, d), sigma > 0, draws noise draws per sample
+    (the same draws for every W with the same seed, so that families are compared on common noise).
+    Returns (estimate, its standard error).
+    """
+    from .checks import as_float_tensor
+    import torch
+    Wt = as_float_tensor(W, "W", ndim=2).double()
+    Xt = torch.from_numpy(_data(X))
+    if Wt.shape[1] != Xt.shape[1]:
+        raise ValueError(f"W rows have {Wt.shape[1]} features but X rows have {Xt.shape[1]}")
+    draws = check_positive_int(draws, "draws")
+    s = float(check_sigma(sigma))
+    gen = torch.Generator().manual_seed(int(seed))
+    eps = torch.randn(draws, *Xt.shape, generator=gen, dtype=torch.float64)
+    y = Xt + s * eps                                            # (draws, n, d)
+    err = ((torch.relu(y @ Wt.T) @ Wt - Xt) ** 2).sum(-1).mean(1)   # (draws,): mean over samples
+    return float(err.mean()), float(err.std() / np.sqrt(draws))
