@@ -108,7 +108,7 @@ def test_probe_reads_the_post_norm2_site_max_pooled(pipe):
     assert list(reps) == ["up_blocks.0.resnets.0", "up_blocks.0.resnets.1", "up_blocks.0.resnets.2"]
     # by hand: the same latents and noise, one pass with the empty prompt
     z = sd.encode_images(pipe, imgs, seed=5)
-    noise = torch.stack([torch.randn(z.shape[1:], generator=torch.Generator().manual_seed(5 + k + 10_000))
+    noise = torch.stack([torch.randn(z.shape[1:], generator=torch.Generator().manual_seed(5 + k + sd.PROBE_OFFSET))
                          for k in range(3)])
     t = torch.full((3,), sd.PROBE_TIMESTEP)
     zt = pipe.scheduler.add_noise(z, noise, t)
@@ -282,14 +282,22 @@ def test_random_control_matches_norms_and_attribute_score_shape():
 
 def test_steering_experiment_rows(pipe):
     score = sd_experiment.attribute_scorer("smoke", "an old person", "a young person")
-    res = sd_experiment.run_steering(pipe, score, targets={"generalized": "a fox", "memorized": "a cover"},
-                                     positive=["old"], negative=["young"], n_ref=1, seeds=1,
-                                     alphas=(0.0, 0.5), random_draws=1, steps=4, progress=False)
-    assert res["window"] == [2, 3]
+    embed = sd_experiment.image_embedder("smoke")
+    res = sd_experiment.run_steering(pipe, score, embed, targets={"generalized": ["a fox", "a cat"],
+                                                                  "memorized": ["a cover"]},
+                                     positive=["old"], negative=["young"], n_ref=1, seeds=2,
+                                     alphas=(0.0, 0.3, 0.5), random_draws=1, steps=4, progress=False)
+    assert res["window"] == [2, 3] and res["random_alpha"] == 0.5
     rows = res["rows"]
-    assert len(rows) == 2 * 2 * 2          # targets x kinds (attribute, random0) x alphas
+    per = sd_experiment.steering_generations(1, 2, alphas=(0.0, 0.3, 0.5), random_draws=1)
+    assert len(rows) == 3 * per == 3 * 2 * 4          # prompts x seeds x (base, 2 alphas, 1 random)
     assert all(r["distance"] == 0.0 for r in rows if r["alpha"] == 0.0)
-    assert {r["kind"] for r in rows} == {"attribute", "random0"}
+    assert {(r["kind"], r["alpha"]) for r in rows} == {("attribute", 0.0), ("attribute", 0.3),
+                                                       ("attribute", 0.5), ("random0", 0.5)}
+    assert all(0.9 < r["consistency_unsteered"] <= 1.0001 for r in rows)
+    with pytest.raises(ValueError, match="targets"):
+        sd_experiment.run_steering(pipe, score, targets={"generalized": "a fox"}, positive=["o"],
+                                   negative=["y"], n_ref=1, seeds=1, steps=4, progress=False)
 
 
 def test_representation_curve():

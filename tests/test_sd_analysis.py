@@ -67,22 +67,27 @@ def test_curves_cost_and_loading(tmp_path):
 
 def test_steering_summary_changes_from_the_unsteered_image():
     rows = []
-    for seed in range(4):
-        for kind in ("attribute", "random0"):
-            for a in (0.0, 0.5):
-                change = 0.2 if (kind == "attribute" and a) else 0.0
-                rows.append({"target": "generalized", "seed": seed, "kind": kind, "alpha": a,
-                             "score": 1.0 + seed + change, "distance": 0.1 * a})
+    for prompt in ("p0", "p1", "p2"):
+        for seed in range(2):
+            for kind, a in (("attribute", 0.0), ("attribute", 0.5), ("random0", 0.5)):
+                change = 0.2 if kind == "attribute" and a else 0.0
+                rows.append({"target": "generalized", "prompt": prompt, "seed": seed, "kind": kind,
+                             "alpha": a, "score": 1.0 + seed + change + (prompt == "p2") * 0.1 * a,
+                             "distance": 0.1 * a})
     s = sd_analysis.steering_summary(rows, draws=200)
-    ds, ci, dist, _ = s[("generalized", "attribute", 0.5)]
-    assert abs(ds - 0.2) < 1e-12 and ci[0] <= 0.2 <= ci[1] and abs(dist - 0.05) < 1e-12
-    assert abs(s[("generalized", "random", 0.5)][0]) < 1e-12
+    ds, ci, dist, _, n_prompts = s[("generalized", "attribute", 0.5)]
+    assert n_prompts == 3 and abs(ds - (0.2 + 0.05 / 3)) < 1e-12 and ci[0] <= ds <= ci[1]
+    assert ci[1] - ci[0] > 0                          # prompts differ, so the interval is not a point
+    assert abs(dist - 0.05) < 1e-12
+    assert abs(s[("generalized", "random", 0.5)][0] - 0.05 / 3) < 1e-12
 
 
 def test_training_image_summary_counts_dead_links():
     recs = _records(n=3)
-    recs[0]["training_cosine"] = [0.9, 0.8, 0.95]
-    recs[1]["training_cosine"] = None
-    recs[2]["training_cosine"] = [0.2, 0.3, 0.1]
+    for r in recs:
+        r["has_url"], r["training_cosine"] = False, None          # no link: counts neither way
+    recs[0].update(has_url=True, training_cosine=[0.9, 0.8, 0.95])
+    recs[1].update(has_url=True, training_cosine=None)            # a dead link
+    recs[2].update(has_url=True, training_cosine=[0.2, 0.3, 0.1])
     s = sd_analysis.training_image_summary(recs)
     assert s["with_url"] == 3 and s["dead"] == 1 and len(s["cosines"]) == 6

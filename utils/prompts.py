@@ -161,7 +161,12 @@ def fetch_training_image(url: str, *, size: int = 224, timeout: float = 10.0):
         req = urllib.request.Request(url, headers={"User-Agent": "balanced-rep-book/1.0"})
         with urllib.request.urlopen(req, timeout=timeout) as r:
             data = r.read(20_000_000)
-        img = Image.open(io.BytesIO(data)).convert("RGB").resize((size, size))
+        img = Image.open(io.BytesIO(data)).convert("RGB")
+        scale = size / min(img.size)                     # resize the shorter side, centre-crop
+        img = img.resize((max(size, round(img.width * scale)), max(size, round(img.height * scale))),
+                         Image.BICUBIC)
+        left, top = (img.width - size) // 2, (img.height - size) // 2
+        img = img.crop((left, top, left + size, top + size))
     except Exception:                                          # noqa: BLE001 - any failure = dead link
         return None
     x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)

@@ -175,6 +175,12 @@ def _check_images(images) -> torch.Tensor:
     return x
 
 
+# Offsets that keep the noises of one image independent: generation seeds stay below 10**7
+# (the experiment uses 1000 * prompt + seed), the VAE sample, the probe noise and the steering
+# references' noise are drawn from seed + one of these.
+VAE_OFFSET, PROBE_OFFSET, REFERENCE_OFFSET = 10**7, 2 * 10**7, 3 * 10**7
+
+
 def _per_image_noise(shape, seeds, offset: int) -> torch.Tensor:
     """(n, *shape) standard normal noise, image k drawn from its own generator seeded
     ``seeds[k] + offset``: results do not depend on batching or on sharding across processes."""
@@ -199,7 +205,7 @@ def encode_images(pipe, images, *, seed: int = 0, seeds=None) -> torch.Tensor:
     x = _check_images(images)
     device, dtype = _device_dtype(pipe)
     dist = pipe.vae.encode(x.to(device, pipe.vae.dtype)).latent_dist
-    eps = _per_image_noise(dist.mean.shape[1:], _image_seeds(len(x), seeds, seed), 0)
+    eps = _per_image_noise(dist.mean.shape[1:], _image_seeds(len(x), seeds, seed), VAE_OFFSET)
     z = dist.mean + dist.std * eps.to(device, dist.mean.dtype)
     return (z * pipe.vae.config.scaling_factor).to(dtype)
 
@@ -255,7 +261,7 @@ def generate(pipe, prompts, seeds, *, steps: int = GENERATION_DEFAULTS["steps"],
                              for s in ss]).to(device, dtype)
         with _first_call_outputs(pipe.unet) as first:
             out = pipe(ps, num_inference_steps=steps, guidance_scale=float(guidance),
-                       latents=noise * pipe.scheduler.init_noise_sigma, output_type="pt",
+                       latents=noise, output_type="pt",       # the pipeline scales by init_noise_sigma
                        height=size, width=size)
         eps_u, eps_c = first["eps"].chunk(2)
         wen.append((eps_c - eps_u).flatten(1).norm(dim=1).double().cpu())
@@ -290,7 +296,7 @@ def probe_representations(pipe, images, *, layers=None, timestep: int = PROBE_TI
     for i in range(0, len(x), check_positive_int(batch_size, "batch_size")):
         sb = img_seeds[i:i + batch_size]
         z = encode_images(pipe, x[i:i + batch_size], seeds=sb)
-        noise = _per_image_noise(z.shape[1:], sb, 10_000).to(device, dtype)
+        noise = _per_image_noise(z.shape[1:], sb, PROBE_OFFSET).to(device, dtype)
         t = torch.full((len(z),), timestep, dtype=torch.long, device=device)
         zt = pipe.scheduler.add_noise(z, noise, t)
         cond = encode_prompts(pipe, prompts[i:i + batch_size])
@@ -323,7 +329,7 @@ def reference_representations(pipe, images, prompts, *, layers=STEER_LAYERS,
         sb = img_seeds[i:i + batch_size]
         z = encode_images(pipe, x[i:i + batch_size], seeds=sb)
         t = torch.full((len(z),), timestep, dtype=torch.long, device=device)
-        zt = pipe.scheduler.add_noise(z, _per_image_noise(z.shape[1:], sb, 20_000).to(device, dtype), t)
+        zt = pipe.scheduler.add_noise(z, _per_image_noise(z.shape[1:], sb, REFERENCE_OFFSET).to(device, dtype), t)
         with capture(pipe.unet, layers) as reps:
             pipe.unet(zt, t, encoder_hidden_states=encode_prompts(pipe, prompts[i:i + batch_size]))
         for k in layers:

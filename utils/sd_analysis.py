@@ -108,25 +108,27 @@ def mean_curves(records, layer: str = PROBE_LAYER) -> dict:
 
 
 def steering_summary(rows, *, draws: int = 1000, seed: int = 0) -> dict:
-    """{(target, kind, alpha): (mean score change, [lo, hi], mean distance, [lo, hi])}: the change
-    of the CLIP attribute score from the unsteered image of the same seed, and the RMS pixel
-    distance to it, with bootstrap intervals over sampling seeds (the unit that varies within
-    one prompt; random directions pooled over their draws)."""
-    rng = np.random.default_rng(seed)
-    base = {(r["target"], r["seed"]): r["score"] for r in rows if r["alpha"] == 0.0 and r["kind"] == "attribute"}
+    """{(group, kind, alpha): (mean score change, (lo, hi), mean distance, (lo, hi), prompts)}: the
+    change of the CLIP attribute score from the unsteered image of the same seed, and the RMS pixel
+    distance to it; 95% intervals resample whole prompts (the unit that was sampled; a prompt's
+    seeds go together). Random-direction draws are pooled as kind "random"."""
+    from .clustered import mean_draws
+    base = {(r["prompt"], r["seed"]): r["score"] for r in rows if r["alpha"] == 0.0 and r["kind"] == "attribute"}
     groups: dict = {}
     for r in rows:
         kind = "random" if r["kind"].startswith("random") else r["kind"]
         groups.setdefault((r["target"], kind, r["alpha"]), []).append(
-            (r["score"] - base[(r["target"], r["seed"])], r["distance"]))
+            (r["score"] - base[(r["prompt"], r["seed"])], r["distance"], r["prompt"]))
     out = {}
     for key, vals in sorted(groups.items()):
-        v = np.asarray(vals)
-        idx = rng.integers(0, len(v), (draws, len(v)))
-        m = v[idx].mean(1)
-        lo, hi = np.percentile(m, [2.5, 97.5], axis=0)
-        out[key] = (float(v[:, 0].mean()), (float(lo[0]), float(hi[0])),
-                    float(v[:, 1].mean()), (float(lo[1]), float(hi[1])))
+        change = np.array([v[0] for v in vals])
+        dist = np.array([v[1] for v in vals])
+        prompts = np.array([v[2] for v in vals])
+        d_change = mean_draws(change, prompts, draws=draws, seed=seed)
+        d_dist = mean_draws(dist, prompts, draws=draws, seed=seed)
+        out[key] = (float(change.mean()), tuple(np.percentile(d_change, [2.5, 97.5]).tolist()),
+                    float(dist.mean()), tuple(np.percentile(d_dist, [2.5, 97.5]).tolist()),
+                    len(set(prompts.tolist())))
     return out
 
 
@@ -134,7 +136,7 @@ def training_image_summary(records) -> dict:
     """How many memorized prompts have a live training-image link, and the per-generation cosines
     to it -> {"with_url", "dead", "cosines": (m,) array over the generations of live links}."""
     mem = [r for r in records if r["memorized"]]
-    with_url = [r for r in mem if "training_cosine" in r]
+    with_url = [r for r in mem if r.get("has_url")]
     live = [r for r in with_url if r["training_cosine"] is not None]
     cos = np.asarray([c for r in live for c in r["training_cosine"]], dtype=float)
     return {"with_url": len(with_url), "dead": len(with_url) - len(live), "cosines": cos}

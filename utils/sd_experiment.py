@@ -62,7 +62,8 @@ def _clip_pixels(images, size, device, dtype):
     mean = torch.tensor([0.4815, 0.4578, 0.4082]).view(1, 3, 1, 1)     # CLIP's normalization
     std = torch.tensor([0.2686, 0.2613, 0.2758]).view(1, 3, 1, 1)
     x = (torch.as_tensor(images).float().cpu() + 1) / 2
-    x = torch.nn.functional.interpolate(x, size=(size, size), mode="bicubic", align_corners=False)
+    x = torch.nn.functional.interpolate(x, size=(size, size), mode="bicubic", align_corners=False,
+                                        antialias=True).clamp(0, 1)
     return ((x - mean) / std).to(device, dtype)
 
 
@@ -110,54 +111,73 @@ def random_like(directions: dict, seed: int) -> dict:
     return out
 
 
-def run_steering(pipe, score, *, targets: dict, positive: list, negative: list, n_ref: int,
-                 seeds: int, alphas=sd.ALPHAS, random_draws: int = 2, batch_size: int = 4,
+STEER_REF_SEED, STEER_TARGET_SEED = 9_000_000, 9_500_000   # apart from 1000 * prompt + seed
+
+
+def run_steering(pipe, score, embed=None, *, targets: dict, positive: list, negative: list, n_ref: int,
+                 seeds: int, alphas=sd.ALPHAS, random_draws: int = 1, batch_size: int = 4,
                  steps: int | None = None, progress: bool = True) -> dict:
     """The steering experiment of ``SD_steering.ipynb``, measured.
 
     Reference sets: ``n_ref`` generations of each of the ``positive`` and ``negative`` prompts
     (e.g. "old" and "young" descriptions), probed at t = 10 with their prompts; the direction is
-    the difference of means at :data:`utils.sd.STEER_LAYERS`. ``targets``: ``{"generalized":
-    prompt, "memorized": prompt}``. For each target, seed and alpha, the steered image's
-    attribute ``score`` and its RMS pixel distance to the unsteered image, for the direction and
-    for ``random_draws`` random directions of the same norms -> a dict of lists (JSON-ready).
+    the difference of means at :data:`utils.sd.STEER_LAYERS`. ``targets``: ``{group: [prompts]}``
+    (e.g. "generalized" and "memorized", several prompts each). For every prompt, seed and alpha
+    the row records the steered image's attribute ``score`` and its RMS pixel distance to the
+    unsteered image of the same seed; the control, ``random_draws`` random directions with the
+    same norm at every layer, is run at the largest alpha. With ``embed``, each row also carries
+    the unsteered generation's cross-seed consistency (the per-generation copy label).
     ``steps`` (default the official 40) scales the window with it: the last half of the steps
-    except the final twentieth.
+    except the final twentieth. -> a JSON-ready dict.
     """
     sched = sd.STEERING_SCHEDULE
     steps = sched["steps"] if steps is None else int(steps)
     window = dict(steps=steps, last=steps * sched["last"] // sched["steps"],
                   skip_final=max(1, steps * sched["skip_final"] // sched["steps"]))
+    if not isinstance(targets, dict) or not all(isinstance(v, (list, tuple)) and v for v in targets.values()):
+        raise ValueError("targets must be {group: [prompt, ...]} with at least one prompt per group")
     ref_prompts = [positive[k % len(positive)] for k in range(n_ref)] + \
                   [negative[k % len(negative)] for k in range(n_ref)]
-    ref_seeds = list(range(500_000, 500_000 + 2 * n_ref))
+    ref_seeds = list(range(STEER_REF_SEED, STEER_REF_SEED + 2 * n_ref))
     refs, _ = sd.generate(pipe, ref_prompts, ref_seeds, steps=steps, batch_size=batch_size, progress=progress)
     reps = sd.reference_representations(pipe, refs, ref_prompts, seeds=ref_seeds, batch_size=batch_size)
+    del refs
     direction = sd.steering_directions({k: v[:n_ref] for k, v in reps.items()},
                                        {k: v[n_ref:] for k, v in reps.items()})
-    kinds = {"attribute": direction}
-    kinds.update({f"random{j}": random_like(direction, seed=j) for j in range(random_draws)})
+    top = max(alphas)
+    runs = [("attribute", direction, a) for a in alphas if a != 0]
+    runs += [(f"random{j}", random_like(direction, seed=j), top) for j in range(random_draws)]
     rows = []
-    for target, prompt in targets.items():
-        ps, ss = [prompt] * seeds, [700_000 + s for s in range(seeds)]
-        base = sd.generate_steered(pipe, ps, ss, direction, 0.0, batch_size=batch_size, progress=progress,
-                                   **window)
-        base_score = score(base)
-        for kind, d in kinds.items():
-            for a in alphas:
-                if a == 0:
-                    imgs, sc = base, base_score
-                else:
-                    imgs = sd.generate_steered(pipe, ps, ss, d, float(a), batch_size=batch_size,
-                                               progress=progress, **window)
-                    sc = score(imgs)
+    for group, prompts in targets.items():
+        for prompt in prompts:
+            ss = [STEER_TARGET_SEED + s for s in range(seeds)]
+            ps = [prompt] * seeds
+            base = sd.generate_steered(pipe, ps, ss, direction, 0.0, batch_size=batch_size,
+                                       progress=progress, **window)
+            base_score = score(base)
+            cons = (cross_seed_consistency(embed(base), np.zeros(seeds, dtype=int)) if embed is not None
+                    else np.full(seeds, np.nan))
+            common = lambda s: {"target": group, "prompt": prompt, "seed": ss[s],    # noqa: E731
+                                "consistency_unsteered": float(cons[s])}
+            for s in range(seeds):
+                rows.append({**common(s), "kind": "attribute", "alpha": 0.0, "score": float(base_score[s]),
+                             "distance": 0.0})
+            for kind, d, a in runs:
+                imgs = sd.generate_steered(pipe, ps, ss, d, float(a), batch_size=batch_size,
+                                           progress=progress, **window)
+                sc = score(imgs)
                 dist = ((imgs - base) ** 2).flatten(1).mean(1).sqrt().numpy()
                 for s in range(seeds):
-                    rows.append({"target": target, "prompt": prompt, "seed": ss[s], "kind": kind,
-                                 "alpha": float(a), "score": float(sc[s]), "distance": float(dist[s])})
+                    rows.append({**common(s), "kind": kind, "alpha": float(a), "score": float(sc[s]),
+                                 "distance": float(dist[s])})
     return {"rows": rows, "direction_norms": {k: float(v.norm()) for k, v in direction.items()},
-            "n_ref": n_ref, "steps": steps,
+            "n_ref": n_ref, "steps": steps, "random_alpha": float(top),
             "window": list(sd.steering_window(window["steps"], window["last"], window["skip_final"]))}
+
+
+def steering_generations(targets_per_group: int, seeds: int, alphas=sd.ALPHAS, random_draws: int = 1) -> int:
+    """How many images :func:`run_steering` generates per group besides the references."""
+    return targets_per_group * seeds * (1 + sum(a != 0 for a in alphas) + random_draws)
 
 
 CURVE_POINTS = 64
@@ -235,36 +255,38 @@ def run_prompts(pipe, embed, items, *, seeds: int, steps: int, guidance: float, 
     """Generate ``seeds`` images per item, probe and score them -> one record per item:
     ``{"index", "prompt", "memorized", "wen": [...], "probe": {layer: {stat: [...]}},
     "consistency": [...], "curve": {layer: (points,) mean over seeds of representation_curve},
-    "training_cosine": [...] per seed to the LAION training image (None: no URL or a dead link),
-    "seconds_generate", "seconds_probe"}`` (lists over the seeds)."""
+    "has_url", "training_cosine": [...] per seed to the LAION training image (None: no URL or a
+    dead link), "seconds_generate", "seconds_probe"}`` (lists over the seeds).
+
+    Items are processed one prompt at a time and only statistics are kept, so memory does not grow
+    with the number of prompts (500 prompts x 4 seeds of 512-pixel images would not fit)."""
+    from tqdm.auto import tqdm
     seeds = int(seeds)
     if seeds < 2:
         raise ValueError("seeds must be >= 2: cross-seed consistency needs two generations per prompt")
-    prompts_flat = [it["prompt"] for _, it in items for _ in range(seeds)]
-    seeds_flat = [1000 * i + s for i, _ in items for s in range(seeds)]
-    t0 = time.perf_counter()
-    images, wen = sd.generate(pipe, prompts_flat, seeds_flat, steps=steps, guidance=guidance,
-                              batch_size=batch_size, progress=progress)
-    t_gen = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    reps = sd.probe_representations(pipe, images, seeds=seeds_flat, batch_size=batch_size)
-    t_probe = time.perf_counter() - t0
-    stats = {k: {s: metrics.spikiness(v, s) for s in STATISTICS} for k, v in reps.items()}
-    curves = {k: representation_curve(v) for k, v in reps.items()}
-    groups = np.repeat(np.arange(len(items)), seeds)
-    consistency = cross_seed_consistency(embed(images), groups)
     records = []
-    for j, (i, it) in enumerate(items):
-        sl = slice(j * seeds, (j + 1) * seeds)
+    for i, it in tqdm(items, desc="prompts", disable=not progress, leave=False):
+        ps, ss = [it["prompt"]] * seeds, [1000 * int(i) + s for s in range(seeds)]
+        t0 = time.perf_counter()
+        images, wen = sd.generate(pipe, ps, ss, steps=steps, guidance=guidance, batch_size=batch_size,
+                                  progress=False)
+        t_gen = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        reps = sd.probe_representations(pipe, images, seeds=ss, batch_size=batch_size)
+        t_probe = time.perf_counter() - t0
+        emb = torch.cat([embed(images[k:k + batch_size]) for k in range(0, seeds, batch_size)])
+        consistency = cross_seed_consistency(emb, np.zeros(seeds, dtype=int))
+        url = it.get("url")
         records.append({
             "index": int(i), "prompt": it["prompt"], "memorized": int(it["memorized"]),
-            "wen": [float(x) for x in wen[sl]],
-            "probe": {k: {s: [float(x) for x in v[s][sl]] for s in STATISTICS} for k, v in stats.items()},
-            "consistency": [float(x) for x in consistency[sl]],
-            "curve": {k: np.round(v[sl].mean(0), 5).tolist() for k, v in curves.items()},
-            "training_cosine": (training_cosines(embed, images[sl], it["url"]) if it.get("url") else None),
-            "seconds_generate": t_gen * seeds / len(prompts_flat),
-            "seconds_probe": t_probe * seeds / len(prompts_flat)})
+            "wen": [float(x) for x in wen],
+            "probe": {k: {st: [float(x) for x in metrics.spikiness(v, st)] for st in STATISTICS}
+                      for k, v in reps.items()},
+            "consistency": [float(x) for x in consistency],
+            "curve": {k: np.round(representation_curve(v).mean(0), 5).tolist() for k, v in reps.items()},
+            "has_url": bool(url),
+            "training_cosine": training_cosines(embed, images, url) if url else None,
+            "seconds_generate": t_gen / seeds, "seconds_probe": t_probe / seeds})
     return records
 
 
@@ -299,20 +321,22 @@ STEER_NEGATIVE = ["a photo of a young man", "a photo of a young woman", "a portr
 STEER_ATTRIBUTE = ("a photo of an old person", "a photo of a young person")
 
 
-def steer_to_file(mode: str, out: str, *, n_ref: int, seeds: int, batch_size: int = 4,
+def steer_to_file(mode: str, out: str, *, n_ref: int, seeds: int, n_targets: int = 2, batch_size: int = 4,
                   progress: bool = True):
-    """Run :func:`run_steering` on one generalized (ordinary) and one memorized prompt of ``mode``
-    and write the rows with provenance to the JSON file ``out``."""
+    """Run :func:`run_steering` on ``n_targets`` generalized (ordinary) and memorized prompts of
+    ``mode`` and write the rows with provenance to the JSON file ``out``."""
     import json
     from pathlib import Path
     pipe, model_name = load_model(mode)
     device = str(next(pipe.unet.parameters()).device)
     score = attribute_scorer(mode, *STEER_ATTRIBUTE, device=device)
-    items, prov = prompt_list(mode, 1)
-    targets = {"memorized": items[0]["prompt"], "generalized": items[1]["prompt"]}
-    res = run_steering(pipe, score, targets=targets, positive=STEER_POSITIVE, negative=STEER_NEGATIVE,
+    items, prov = prompt_list(mode, n_targets)
+    targets = {"memorized": [i["prompt"] for i in items if i["memorized"]],
+               "generalized": [i["prompt"] for i in items if not i["memorized"]]}
+    embed = image_embedder(mode, device=device)
+    res = run_steering(pipe, score, embed, targets=targets, positive=STEER_POSITIVE, negative=STEER_NEGATIVE,
                        n_ref=n_ref, seeds=seeds, batch_size=batch_size, progress=progress)
-    res["meta"] = provenance(mode, model_name, 1, seeds, sd.STEERING_SCHEDULE["steps"],
+    res["meta"] = provenance(mode, model_name, n_targets, seeds, sd.STEERING_SCHEDULE["steps"],
                              sd.GENERATION_DEFAULTS["guidance"], prov)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(res, indent=1, sort_keys=True) + "\n")
@@ -335,6 +359,7 @@ def main(argv=None) -> int:
     st.add_argument("--out", required=True, help="JSON file to write")
     st.add_argument("--n-ref", type=int, default=None, help="reference images per side (default 50; smoke 2)")
     st.add_argument("--seeds", type=int, default=4, help="sampling seeds per target prompt")
+    st.add_argument("--targets", type=int, default=2, help="target prompts per group")
     st.add_argument("--batch-size", type=int, default=4)
     m = sub.add_parser("merge", help="merge the rank files of a folder into results.json")
     m.add_argument("folder")
@@ -344,7 +369,8 @@ def main(argv=None) -> int:
         return 0
     if args.cmd == "steer":
         print(steer_to_file(args.mode, args.out, n_ref=args.n_ref or (2 if args.mode == "smoke" else 50),
-                            seeds=args.seeds, batch_size=args.batch_size, progress=sys.stderr.isatty()))
+                            seeds=args.seeds, n_targets=args.targets, batch_size=args.batch_size,
+                            progress=sys.stderr.isatty()))
         return 0
     steps = args.steps or (10 if args.mode == "smoke" else sd.GENERATION_DEFAULTS["steps"])
     path = run(args.mode, args.out, n=args.n, seeds=args.seeds, steps=steps, guidance=args.guidance,
