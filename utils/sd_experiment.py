@@ -2,7 +2,7 @@
 
     python -m utils.sd_experiment run --mode smoke --out runs/smoke            # CPU, offline, ~1 min
     python -m utils.sd_experiment run --mode sd --n 100 --seeds 4 --out runs/sd # one GPU
-    accelerate launch --num_processes 4 -m utils.sd_experiment run --mode sd --n 500 --out runs/sd
+    accelerate launch --multi_gpu --num_processes 4 -m utils.sd_experiment run --mode sd --n 500 --out runs/sd
     python -m utils.sd_experiment merge runs/sd                                 # after every rank
     python -m utils.sd_experiment steer --mode sd --out runs/sd_steering.json   # steering, one GPU
 
