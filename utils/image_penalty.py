@@ -7,11 +7,17 @@
 p = 100, sigma = 0.2): the 100 faces are permuted with seed 0, the first ``N_TEST`` = 20 are held
 out; *memorizing* trains on the first 5 of the remaining 80; *generalizing* trains on all 80 and
 their mirror images shifted by up to 2 pixels (``utils.data.augment_images``): 80 x 2 x 25 = 4,000
-images, so n >> p.
+images, so n >> p. A third arm, *80 faces*, trains on the 80 faces without augmentation (the
+chapter's control for too few images).
+
+**The digit arms** (:func:`digit_split`), on the 1,797 8x8 digits of scikit-learn (d = 64, same p
+and sigma): *digits memorizing* trains on the first 5, the next 100 are held out, *digits
+generalizing* trains on the other 1,692 (no augmentation).
 
 **The factor**: fit_dae's neuron-norm penalty (coefficient of sum_j ||w_j||, first half of training)
 at three levels, ``"off"`` (0), ``"equal"`` (0.1 for both arms, the memorizing arm's default) and
-``"default"`` (fit_dae's 0.1 min(1, p/n): 0.1 for n = 5, 0.0025 for n = 4,000), each for ``--seeds``
+``"default"`` (fit_dae's 0.1 min(1, p/n): 0.1 for n = 5, 0.0025 for n = 4,000, 0.0059 for
+n = 1,692), each for ``--seeds``
 seeds (the seed sets the initialisation and the noise of training); where two levels give the same
 coefficient (the memorizing arm's "equal" and "default") the model is trained once and both rows
 carry it. Every other hyper-parameter is
@@ -19,9 +25,10 @@ fit_dae's default, passed explicitly.
 
 **Measures** (:func:`arm_measures`): neuron-level and merged (``utils.metrics.merge_parallel_units``,
 cosine >= 0.99) top-1 share, mean over noisy training inputs (at most 200); live neurons (norm above
-10% of the largest); the stored fraction of the training images (``utils.metrics.stored_mask``, the
+10% of the largest); the median over the live rows, and over the 10 rows of largest norm, of
+each row's largest cosine to the training images (``utils.metrics.weight_data_cosine``); the stored fraction of the training images (``utils.metrics.stored_mask``, the
 book's cos >= 0.9); mean PSNR of the noisy input, the model on noisy training images and on the 20
-noisy held-out faces, and the held-out PSNR of the optimal linear denoiser fitted on the training
+noisy held-out images, and the held-out PSNR of the optimal linear denoiser fitted on the training
 images (:func:`linear_reference`).
 
 The results file carries its provenance (command, date, versions, machine, seconds).
@@ -41,13 +48,13 @@ import torch
 
 from .data import augment_images, load_images
 from .linear_dae import optimal_linear_denoiser
-from .metrics import merge_parallel_units, psnr, spikiness, stored_mask
+from .metrics import merge_parallel_units, psnr, spikiness, stored_mask, weight_data_cosine
 from .models import ReLUDAE
 from .train import dae_defaults, fit_dae
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "book" / "results" / "image_penalty.json"
-P, SIGMA, N_MEM, N_TEST, SHIFTS = 100, 0.2, 5, 20, 2
+P, SIGMA, N_MEM, N_TEST, SHIFTS, N_TEST_DIGITS = 100, 0.2, 5, 20, 2, 100
 PENALTIES = ("off", "equal", "default")
 EQUAL_PENALTY = 0.1
 ALIVE_FRACTION = 0.1
@@ -67,6 +74,14 @@ def face_split(*, n_test: int = N_TEST, n_mem: int = N_MEM, shifts: int = SHIFTS
     return {"mem": flat(train[:n_mem]), "faces": flat(train), "test": flat(test),
             "aug": flat(augment_images(train, flips=True, shifts=shifts)),
             "shape": tuple(imgs.shape[1:])}
+
+
+def digit_split(*, n_mem: int = N_MEM, n_test: int = N_TEST_DIGITS) -> dict:
+    """The digits of chapter 6, flattened to (n, 64), in the bundled order:
+    ``{"mem": the first n_mem, "test": the next n_test, "gen": the rest (1,797 - n_mem - n_test)}``."""
+    X = load_images("digits")
+    X = X.reshape(len(X), -1)
+    return {"mem": X[:n_mem], "test": X[n_mem:n_mem + n_test], "gen": X[n_mem + n_test:]}
 
 
 def noisy(X: torch.Tensor, sigma: float, seed: int) -> torch.Tensor:
@@ -109,6 +124,8 @@ def arm_measures(model: ReLUDAE, X_train, X_test, *, sigma: float = SIGMA, A_lin
     """Spikiness, storage and PSNR of one trained model (see the module docstring); floats and ints."""
     W = model.encoder_weight.detach()
     norms = W.norm(dim=1)
+    live = norms > ALIVE_FRACTION * norms.max()
+    top = torch.argsort(norms, descending=True)[:10]
     Xs = X_train[:200]
     y_tr, y_te = noisy(Xs, sigma, 3), noisy(X_test, sigma, 4)
     with torch.no_grad():
@@ -119,7 +136,9 @@ def arm_measures(model: ReLUDAE, X_train, X_test, *, sigma: float = SIGMA, A_lin
         "top1_share": float(spikiness(H, "top1_share").mean()),
         "merged_top1_share": float(spikiness(merged, "top1_share").mean()),
         "merged_units": int(merged.shape[1]),
-        "live_neurons": int((norms > ALIVE_FRACTION * norms.max()).sum()),
+        "live_neurons": int(live.sum()),
+        "maxcos_live_median": float(np.median(weight_data_cosine(W[live], X_train))),
+        "maxcos_top10_median": float(np.median(weight_data_cosine(W[top], X_train))),
         "stored_fraction": float(stored_mask(W, X_train).mean()),
         "psnr_noisy_heldout": float(psnr(y_te, X_test).mean()),
         "psnr_train": float(psnr(out_tr, Xs).mean()),
@@ -132,10 +151,13 @@ def arm_measures(model: ReLUDAE, X_train, X_test, *, sigma: float = SIGMA, A_lin
 
 def run(*, seeds: int = 3, steps: int | None = None) -> list[dict]:
     """Every (arm, penalty level, seed); one dict per trained model."""
-    split = face_split()
-    arms = {"memorizing": split["mem"], "generalizing": split["aug"]}
+    split, dsplit = face_split(), digit_split()
+    arms = {"memorizing": (split["mem"], split["test"]), "generalizing": (split["aug"], split["test"]),
+            "80 faces": (split["faces"], split["test"]),
+            "digits memorizing": (dsplit["mem"], dsplit["test"]),
+            "digits generalizing": (dsplit["gen"], dsplit["test"])}
     rows = []
-    for arm, Xt in arms.items():
+    for arm, (Xt, Xte) in arms.items():
         A_lin = linear_reference(Xt, SIGMA)
         done = {}                                     # (sparsity, seed) -> measures: levels that coincide
         for level in PENALTIES:
@@ -145,11 +167,11 @@ def run(*, seeds: int = 3, steps: int | None = None) -> list[dict]:
                 row = {"arm": arm, "n": int(len(Xt)), "penalty": level, "sparsity": mu, "seed": seed}
                 if (mu, seed) not in done:
                     model = train_arm(Xt, penalty=level, seed=seed, steps=steps)
-                    done[mu, seed] = arm_measures(model, Xt, split["test"], A_lin=A_lin)
+                    done[mu, seed] = arm_measures(model, Xt, Xte, A_lin=A_lin)
                     done[mu, seed]["seconds"] = round(time.perf_counter() - t0, 1)
                 row.update(done[mu, seed])
                 rows.append(row)
-                print(f"{arm:12s} {level:8s} seed {seed}: top-1 {row['top1_share']:.3f} merged "
+                print(f"{arm:19s} {level:8s} seed {seed}: top-1 {row['top1_share']:.3f} merged "
                       f"{row['merged_top1_share']:.3f} stored {row['stored_fraction']:.3f} PSNR train "
                       f"{row['psnr_train']:.2f} held-out {row['psnr_heldout']:.2f}", flush=True)
     return rows
@@ -172,7 +194,7 @@ def main(argv=None) -> int:
             "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(),
             "machine": platform.machine(), "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
         },
-        "settings": {"p": P, "sigma": SIGMA, "n_mem": N_MEM, "n_test": N_TEST, "shifts": SHIFTS,
+        "settings": {"p": P, "sigma": SIGMA, "n_mem": N_MEM, "n_test": N_TEST, "n_test_digits": N_TEST_DIGITS, "shifts": SHIFTS,
                      "penalties": list(PENALTIES), "equal_penalty": EQUAL_PENALTY, "steps": steps,
                      "alive_fraction": ALIVE_FRACTION, "seeds": seeds},
         "runs": rows,
