@@ -82,7 +82,7 @@ def test_defaults_depend_on_sizes():
     small, big = dae_defaults(5, 256, 100), dae_defaults(20000, 1024, 256)
     assert small["steps"] >= big["steps"] >= 600
     assert small["sparsity"] > big["sparsity"] > 0
-    assert big["lr"] < small["lr"]
+    assert big["lr"] <= small["lr"]      # equal: the generalization regime doubles lr at d = 1024
 
 
 def test_memorization_signature_with_defaults():
