@@ -81,3 +81,28 @@ def beyond_noise(lead_draws) -> bool:
     """Whether a lead (draws of AUROC(a) - AUROC(b)) is above 0 at the printed precision: the lower
     end of its interval, rounded to 3 decimals, is positive."""
     return bool(round(float(np.percentile(lead_draws, 2.5)), 3) > 0)
+
+
+def seed_mean_draws(values, draws: int = 1000, seed: int = 0) -> np.ndarray:
+    """Bootstrap draws (draws,) of the mean of per-seed values (one number per trained network).
+
+    Args:
+        values: (s,) finite numbers, one per training seed (s >= 2); the seed is the sampled unit.
+    With few seeds the draws can take only a few values (3 seeds: 10 distinct means, the extremes
+    being the smallest and the largest seed), so the interval is a coarse statement about seeds.
+    """
+    v = np.asarray(values, dtype=float)
+    if v.ndim != 1 or len(v) < 2:
+        raise ValueError(f"values must be one number per seed, at least 2 seeds, got shape {v.shape}")
+    if not np.isfinite(v).all():
+        raise ValueError("values contain NaN or infinite entries")
+    draws = check_positive_int(draws, "draws")
+    rng = np.random.default_rng(seed)
+    return v[rng.integers(0, len(v), (draws, len(v)))].mean(1)
+
+
+def seed_interval(values, draws: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """(mean over seeds, lower, upper end of the 95% percentile bootstrap interval of that mean)."""
+    d = seed_mean_draws(values, draws, seed)
+    lo, hi = np.percentile(d, [2.5, 97.5])
+    return float(np.mean(values)), float(lo), float(hi)
