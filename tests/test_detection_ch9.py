@@ -95,3 +95,42 @@ def test_clustered_bootstrap():
     with pytest.raises(ValueError, match="NaN"):
         detection.clustered_bootstrap({"a": np.full(120, np.nan)}, y, clusters)
     assert detection.ci([np.nan, 0.0, 1.0]) == (0.025, 0.975)
+
+
+def test_planted_samples_quick_roundtrip_and_verification(tmp_path):
+    from pathlib import Path
+
+    from utils import planted_samples, unet
+    from utils.train_unet import planted_from_config
+    ck = Path(__file__).resolve().parents[1] / "book" / "checkpoints" / "unet_digits_planted_many.safetensors"
+    out = tmp_path / "ps.safetensors"
+    side = planted_samples.main(["--checkpoint", str(ck), "--out", str(out), "--quick"])
+    got, side2 = planted_samples.load(out, checkpoint=ck)
+    assert side2 == side and side["command"].endswith("--quick")
+    q = planted_samples.QUICK
+    model, meta = unet.load_checkpoint(ck)
+    data = planted_from_config(meta["config"])
+    lab = planted_samples.prompts(data, q["generations"], q["grid_generations"])
+    assert set(got) == {"all"} | {f"{k}_w{w:g}" for k in ("planted", "grid") for w in q["w_grid"]}
+    assert len(got["all"]) == len(lab["all"]) == 72 * q["generations"]
+    assert len(got["planted_w2"]) == 32 * q["grid_generations"] and (lab["planted"] >= data.n_classes).all()
+    fresh = unet.sample(model, unet.make_scheduler(), len(lab["grid"]), steps=q["steps"], seed=q["seed"],
+                        class_labels=lab["grid"], guidance=2.0, null_label=data.null_label)
+    assert torch.equal(fresh, got["grid_w2"])
+    out.write_bytes(out.read_bytes()[:-4] + b"\0\0\0\0")          # tamper with the file
+    with pytest.raises(ValueError, match="sha256"):
+        planted_samples.load(out)
+    with pytest.raises(ValueError, match="grid_generations"):
+        planted_samples.prompts(data, 2, 3)
+    with pytest.raises(ValueError, match="safetensors"):
+        planted_samples.write(ck, tmp_path / "x.pt")
+
+
+def test_shipped_planted_samples_verify():
+    from pathlib import Path
+
+    from utils import planted_samples
+    book = Path(__file__).resolve().parents[1] / "book"
+    got, side = planted_samples.load(book / "results" / "planted_samples.safetensors",
+                                     checkpoint=book / "checkpoints" / "unet_digits_planted_many.safetensors")
+    assert side["protocol"] == planted_samples.PROTOCOL and got["all"].shape == (432, 1, 16, 16)

@@ -166,6 +166,29 @@ def test_pair_distances_and_median_interval():
         pair_test.median_interval([1.0, float("nan")])
 
 
+
+def test_per_image_loss_matches_eval_loss_and_loss_gap():
+    import numpy as np
+    from utils import pair_test
+    torch.manual_seed(0)
+    model = unet.build_unet().eval()
+    sched = unet.make_scheduler("ddpm")
+    X, _ = train_unet.data_from_config("digits-memorized")
+    per = pair_test.per_image_loss(model, sched, X[:5], seed=3, batch_size=2)
+    assert per.shape == (5,) and (per > 0).all()
+    assert np.isclose(per.mean(), train_unet.eval_loss(model, X[:5], seed=3), rtol=1e-5)
+    g = pair_test.loss_gap(model, sched, X[:5], X[:5], seed=3)
+    assert g["gap"] == 0.0 and g["lo"] <= 0.0 <= g["hi"]           # same images, same draws: no gap
+    noisy = (X[5:10] + 0.8 * torch.randn(X[5:10].shape, generator=torch.Generator().manual_seed(0))).clamp(-1, 1)
+    h = pair_test.loss_gap(model, sched, X[5:10], noisy, seed=3)
+    assert np.isclose(h["gap"], h["other"] - h["own"]) and np.isclose(h["relative"], h["gap"] / h["own"])
+    assert h["lo"] <= h["gap"] <= h["hi"]
+    with pytest.raises(ValueError, match="empty"):
+        pair_test.per_image_loss(model, sched, X[:0])
+    with pytest.raises(ValueError, match="draws"):
+        pair_test.per_image_loss(model, sched, X[:2], draws=0)
+
+
 RESULTS = CHECKPOINTS.parent / "results"
 
 
