@@ -113,3 +113,49 @@ def test_check_window_steering_accepts_the_solution_and_rejects_a_windowless_one
         exercises.check_window_steering(no_window)
     with pytest.raises(TypeError):
         exercises.check_window_steering(42)
+
+
+def test_shuffled_directions_split_the_references_and_match_norms():
+    g = torch.Generator().manual_seed(0)
+    pos = {"a": torch.randn(6, 3, generator=g) + torch.tensor([5.0, 0, 0]), "b": torch.randn(6, 2, generator=g)}
+    neg = {"a": torch.randn(4, 3, generator=g), "b": torch.randn(4, 2, generator=g)}
+    like = {k: steering.mean_difference(pos[k], neg[k]) for k in pos}
+    s = steering.shuffled_directions(pos, neg, like, seed=1)
+    for k in like:
+        assert torch.isclose(s[k].norm(), like[k].norm())
+    # the same split for every module: reproduce it by hand
+    perm = torch.randperm(10, generator=torch.Generator().manual_seed(1))
+    for k in like:
+        both = torch.cat([pos[k], neg[k]])[perm]
+        d = both[:6].mean(0) - both[6:].mean(0)
+        assert torch.allclose(s[k], d * like[k].norm() / d.norm())
+    # a random split loses most of the attribute: the first channel's 5-unit gap shrinks
+    assert abs(float(s["a"][0] / s["a"].norm())) < abs(float(like["a"][0] / like["a"].norm()))
+    assert all(torch.equal(s[k], steering.shuffled_directions(pos, neg, like, seed=1)[k]) for k in s)
+    with pytest.raises(ValueError, match="same modules"):
+        steering.shuffled_directions(pos, {"a": neg["a"]}, like)
+    with pytest.raises(ValueError, match="same numbers of references"):
+        steering.shuffled_directions(pos, {"a": neg["a"], "b": neg["b"][:3]}, like)
+    with pytest.raises(ValueError, match="channels"):
+        steering.shuffled_directions(pos, neg, {"a": like["a"], "b": torch.ones(5)})
+
+
+def test_two_way_mean_draws_covers_the_control_draws():
+    rng = np.random.default_rng(0)
+    clusters = np.repeat(np.arange(10), 4)
+    base = rng.normal(size=40) * 0.01
+    # every row identical across draws: only cluster resampling remains, as in mean_draws
+    same = np.stack([base] * 5)
+    assert np.allclose(clustered.two_way_mean_draws(same, clusters, seed=3), clustered.mean_draws(base, clusters, seed=3))
+    # control draws that differ by a constant offset widen the interval to their spread
+    spread = base + np.arange(5)[:, None]
+    d = clustered.two_way_mean_draws(spread, clusters)
+    assert np.isclose(d.mean(), 2.0, atol=0.15)
+    assert np.percentile(d, 97.5) - np.percentile(d, 2.5) > 1.0
+    assert np.ptp(clustered.mean_draws(base, clusters)) < 0.05
+    with pytest.raises(ValueError, match="K >= 2"):
+        clustered.two_way_mean_draws(base, clusters)
+    with pytest.raises(ValueError, match="rows but clusters"):
+        clustered.two_way_mean_draws(spread[:, :30], clusters)
+    with pytest.raises(ValueError, match="NaN"):
+        clustered.two_way_mean_draws(np.full((3, 40), np.nan), clusters)

@@ -53,3 +53,21 @@ def ratio_draws(numerator, denominator, clusters, draws: int = 1000, seed: int =
     if np.any(den == 0):
         raise ValueError("the denominator's resampled mean is zero in some draw")
     return (w @ a) / den
+
+
+def two_way_mean_draws(values, clusters, draws: int = 1000, seed: int = 0) -> np.ndarray:
+    """Bootstrap draws (draws,) of the mean of ``values`` (K, n): K repeated control draws (e.g.
+    random directions) of the same n rows. Each draw resamples the K control draws with
+    replacement *and* the clusters of the rows (the same cluster weights as :func:`mean_draws`
+    with this ``seed``), so the interval covers both sources of variation."""
+    v = np.asarray(values, dtype=float)
+    if v.ndim != 2 or v.shape[0] < 2:
+        raise ValueError(f"values must have shape (K >= 2 control draws, n rows), got {v.shape}")
+    if not np.all(np.isfinite(v)):
+        raise ValueError("values contain NaN or infinity")
+    w = cluster_weights(clusters, draws, seed)
+    if w.shape[1] != v.shape[1]:
+        raise ValueError(f"values have {v.shape[1]} rows but clusters has {w.shape[1]}")
+    pick = np.random.default_rng([seed, 1]).integers(0, len(v), (len(w), len(v)))   # (draws, K)
+    rows = v[pick].mean(1)                                                               # (draws, n)
+    return (w * rows).sum(1) / w.sum(1)

@@ -165,3 +165,38 @@ def knn_class(images, reference, reference_classes, *, k: int = 5) -> np.ndarray
     votes = cls[idx]                                                     # (m, k)
     counts = np.stack([np.bincount(v, minlength=cls.max() + 1) for v in votes])
     return counts.argmax(1).astype(np.int64)
+
+
+def shuffled_directions(positive: dict, negative: dict, like: dict, *, seed: int = 0) -> dict:
+    """Shuffled-reference control directions: pool each module's positive (n+, C) and negative
+    (n-, C) reference representations, split the pooled references at random into groups of n+
+    and n- (one split, the same references for every module: ``seed``), and take the difference
+    of the two groups' means, rescaled to the norm of ``like[module]`` (the steering vector).
+
+    Unlike :func:`random_directions`, the result lies along directions in which the references'
+    representations actually vary, but it carries no attribute by construction.
+    ``positive``, ``negative``, ``like``: dicts with the same module names -> {name: (C,)}."""
+    for name, d in (("positive", positive), ("negative", negative), ("like", like)):
+        if not isinstance(d, dict) or not d:
+            raise ValueError(f"{name} must be a non-empty dict {{module name: tensor}}")
+    if not set(positive) == set(negative) == set(like):
+        raise ValueError(f"positive, negative and like must name the same modules, got "
+                         f"{sorted(positive)}, {sorted(negative)}, {sorted(like)}")
+    sizes = {(len(positive[k]), len(negative[k])) for k in positive}
+    if len(sizes) != 1:
+        raise ValueError(f"every module needs the same numbers of references, got {sorted(sizes)}")
+    n_pos, n_neg = sizes.pop()
+    perm = torch.randperm(n_pos + n_neg, generator=torch.Generator().manual_seed(int(seed)))
+    out = {}
+    for name in positive:
+        pos = as_float_tensor(positive[name], f"positive[{name!r}]", ndim=2).float()
+        neg = as_float_tensor(negative[name], f"negative[{name!r}]", ndim=2).float()
+        ref = as_float_tensor(like[name], f"like[{name!r}]", ndim=1).float()
+        if pos.shape[1] != ref.shape[0]:
+            raise ValueError(f"{name}: references have {pos.shape[1]} channels but like has {ref.shape[0]}")
+        both = torch.cat([pos, neg])[perm]
+        d = mean_difference(both[:n_pos], both[n_pos:])
+        if float(d.norm()) == 0:
+            raise ValueError(f"{name}: the shuffled difference is zero; cannot rescale it")
+        out[name] = d * (ref.norm() / d.norm())
+    return out
