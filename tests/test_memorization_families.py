@@ -77,3 +77,43 @@ def test_dae_data_loss_input_checks():
         dae_data_loss(np.zeros((3, 16)), X, -1.0)
     zero, se = dae_data_loss(torch.zeros(3, 16), X, 0.2, draws=10)
     assert zero == pytest.approx(2.5) and se == pytest.approx(0.0)
+
+
+def test_memorization_gradient_matches_autograd_on_orthogonal_data():
+    from utils.memorization import dae_loss_gradient_mc, memorization_gradient, memorizing_weights
+    r = np.array([2.0, 2.5, 3.0])
+    X = np.zeros((3, 5))
+    X[np.arange(3), np.arange(3)] = r                       # orthogonal samples, d = 5
+    sigma, lam = 0.4, 1e-3
+    W = memorizing_weights(X, sigma, lam, p=4)              # one unused neuron
+    G_mc, se = dae_loss_gradient_mc(W, X, sigma, lam, draws=60_000, batches=20, seed=1)
+    G = memorization_gradient(r, sigma, lam)
+    along = G_mc[:3, :3] / 1.0                              # u_m = e_m, so <dL/dw_i, u_m> = G_mc[i, m]
+    z = np.abs(along - G) / se[:3, :3]
+    assert z.max() < 5, z
+    off = ~np.eye(3, dtype=bool)
+    assert np.abs(G[off]).min() > 5 * se[:3, :3][off].max()  # the formula's entries are resolved
+    assert np.all(G_mc[3] == 0)                             # unused neuron: zero gradient exactly
+    assert np.abs(G_mc[:3, 3:]).max() < 5 * se[:3, 3:].max()  # orthogonal to span: zero
+
+
+def test_memorization_gradient_bad_input():
+    from utils.memorization import dae_loss_gradient_mc, memorization_gradient
+    with pytest.raises(ValueError, match="positive"):
+        memorization_gradient([1.0, -1.0], 0.2, 0.0)
+    with pytest.raises(ValueError, match="multiple"):
+        dae_loss_gradient_mc(np.eye(2), np.eye(2), 0.2, 0.0, draws=101, batches=20)
+    with pytest.raises(ValueError, match="features"):
+        dae_loss_gradient_mc(np.eye(3), np.eye(2), 0.2, 0.0, draws=100, batches=10)
+    with pytest.raises(ValueError, match="directions"):
+        dae_loss_gradient_mc(np.eye(2), np.eye(2), 0.2, 0.0, draws=100, batches=10, directions=np.eye(3))
+
+
+def test_gradient_projection_equals_projected_gradient():
+    from utils.memorization import dae_loss_gradient_mc
+    rng = np.random.default_rng(0)
+    W, X = rng.normal(size=(3, 4)), rng.normal(size=(2, 4))
+    Dm = np.linalg.qr(rng.normal(size=(4, 4)))[0].T
+    G, _ = dae_loss_gradient_mc(W, X, 0.3, 0.01, draws=200, batches=4, seed=2)
+    Gp, _ = dae_loss_gradient_mc(W, X, 0.3, 0.01, draws=200, batches=4, seed=2, directions=Dm)
+    assert np.allclose(Gp, G @ Dm.T)

@@ -172,3 +172,59 @@ def dae_data_loss(W, X, sigma, *, draws: int = 1000, seed: int = 0) -> tuple[flo
     y = Xt + s * eps                                            # (draws, n, d)
     err = ((torch.relu(y @ Wt.T) @ Wt - Xt) ** 2).sum(-1).mean(1)   # (draws,): mean over samples
     return float(err.mean()), float(err.std() / np.sqrt(draws))
+
+
+def memorization_gradient(norms, sigma, weight_decay) -> np.ndarray:
+    """The gradient of the loss at W* along the other samples (part 2 of the chapter-3 theorem).
+
+    For pairwise orthogonal samples with norms r (n,), unit directions u_k, returns G (n, n) with
+    G[i, m] = <dL/dw_i, u_m> at the memorizing solution W*:
+    G[i, m] = 2 c_i sigma / (n sqrt(2 pi)) [s_m g(r_i) + s_m g(r_m) - r_m + s_i r_m + (n - 2) s_m sigma / sqrt(2 pi)]
+    for m != i, and G[i, i] = 0 (stationarity in c_i). c = sqrt(s*), s* from :func:`memorization_scale`.
+    """
+    r = as_numpy_1d(np.atleast_1d(norms), "norms")
+    s_ = memorization_scale(r, sigma, weight_decay)
+    sig = float(check_sigma(sigma))
+    g, _ = relu_moments(r, sig)
+    n = len(r)
+    a = sig / np.sqrt(2 * np.pi)
+    c = np.sqrt(s_)
+    G = 2 * c[:, None] * a / n * (s_[None, :] * g[:, None] + (s_ * g)[None, :] - r[None, :]
+                                  + s_[:, None] * r[None, :] + (n - 2) * s_[None, :] * a)
+    np.fill_diagonal(G, 0.0)
+    return G
+
+
+def dae_loss_gradient_mc(W, X, sigma, weight_decay, *, draws: int = 100_000, batches: int = 20,
+                         seed: int = 0, directions=None) -> tuple[np.ndarray, np.ndarray]:
+    """Monte Carlo gradient of the tied loss (1/n) sum_k E||f_W(x_k + sigma eps) - x_k||^2 + lam ||W||_F^2
+    with respect to W (p, d), by autograd in float64 on ``draws`` noise draws per sample, split into
+    ``batches`` equal batches. With ``directions`` (m, d), each neuron's gradient is projected on
+    them first (entry [j, l] = <dL/dw_j, directions[l]>). Returns (mean gradient (p, d) or (p, m),
+    its standard error of the same shape, from the spread of the batch gradients).
+    """
+    from .checks import as_float_tensor
+    import torch
+    Wt = as_float_tensor(W, "W", ndim=2).double()
+    Xt = torch.from_numpy(_data(X))
+    if Wt.shape[1] != Xt.shape[1]:
+        raise ValueError(f"W rows have {Wt.shape[1]} features but X rows have {Xt.shape[1]}")
+    draws, batches = check_positive_int(draws, "draws"), check_positive_int(batches, "batches", minimum=2)
+    if draws % batches:
+        raise ValueError(f"draws ({draws}) must be a multiple of batches ({batches})")
+    s, lam = float(check_sigma(sigma)), _lam(weight_decay)
+    gen = torch.Generator().manual_seed(int(seed))
+    grads = []
+    for _ in range(batches):
+        Wb = Wt.clone().requires_grad_(True)
+        y = Xt + s * torch.randn(draws // batches, *Xt.shape, generator=gen, dtype=torch.float64)
+        loss = ((torch.relu(y @ Wb.T) @ Wb - Xt) ** 2).sum(-1).mean() + lam * (Wb ** 2).sum()
+        loss.backward()
+        grads.append(Wb.grad.numpy().copy())
+    G = np.stack(grads)                                          # (batches, p, d)
+    if directions is not None:
+        Dm = _data(directions, "directions")
+        if Dm.shape[1] != G.shape[2]:
+            raise ValueError(f"directions have {Dm.shape[1]} features but W rows have {G.shape[2]}")
+        G = G @ Dm.T
+    return G.mean(0), G.std(0, ddof=1) / np.sqrt(batches)

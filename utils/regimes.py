@@ -320,3 +320,45 @@ def cone_fit(Q, X_ref, *, neighbors: int = 200) -> ConeFit:
         lam[row], dist_out[row] = nnls(A, q[row].numpy(), maxiter=50 * k)
     norms = np.maximum(q.norm(dim=1).numpy(), 1e-300)
     return ConeFit(dist_out, dist_out / norms, lam, idx.numpy())
+
+
+def paired_auroc_difference_draws(per_seed_a, per_seed_b, draws: int = 1000, seed: int = 0) -> np.ndarray:
+    """Seed-paired two-stage bootstrap draws (draws,) of mean_seed[AUROC_b - AUROC_a].
+
+    Args:
+        per_seed_a, per_seed_b: lists, one entry per training seed, of (scores (n,), labels (n,)
+            with 1 for the positives), for two networks (conditions a and b) scored on the *same*
+            samples in the same order, so the labels of a seed must agree between a and b.
+    Each draw resamples the seeds, then the positives and the negatives within each drawn seed,
+    with the same multiplicities for a and b, so what the two conditions share (the seed's data
+    and its samples) cancels in the difference. With 3 seeds the seed stage can take only a few
+    values; the interval is a coarse statement about seeds.
+    """
+    from .intervals import _wins
+    draws = check_positive_int(draws, "draws")
+    if len(per_seed_a) != len(per_seed_b) or not per_seed_a:
+        raise ValueError(f"need the same number (>= 1) of seeds for a and b, got {len(per_seed_a)} and {len(per_seed_b)}")
+    groups = []
+    for i, ((sa, ya), (sb, yb)) in enumerate(zip(per_seed_a, per_seed_b)):
+        sa, sb = np.asarray(sa, dtype=float), np.asarray(sb, dtype=float)
+        ya, yb = np.asarray(ya).astype(bool), np.asarray(yb).astype(bool)
+        if sa.ndim != 1 or sa.shape != ya.shape or sb.shape != sa.shape or yb.shape != ya.shape:
+            raise ValueError(f"seed {i}: need 1-D scores and labels of one length for both conditions")
+        if not np.array_equal(ya, yb):
+            raise ValueError(f"seed {i}: the labels of a and b differ; the samples must be the same")
+        if not ya.any() or ya.all():
+            raise ValueError(f"seed {i}: need both classes")
+        if not (np.isfinite(sa).all() and np.isfinite(sb).all()):
+            raise ValueError(f"seed {i}: scores contain NaN or infinite entries")
+        groups.append(_wins(sb[yb], sb[~yb]) - _wins(sa[ya], sa[~ya]))
+    rng = np.random.default_rng(seed)
+    out = np.empty(draws)
+    for b in range(draws):
+        vals = []
+        for g in rng.integers(0, len(groups), len(groups)):
+            w = groups[g]
+            wp = np.bincount(rng.integers(0, w.shape[0], w.shape[0]), minlength=w.shape[0])
+            wn = np.bincount(rng.integers(0, w.shape[1], w.shape[1]), minlength=w.shape[1])
+            vals.append(wp @ w @ wn / (wp.sum() * wn.sum()))
+        out[b] = np.mean(vals)
+    return out
