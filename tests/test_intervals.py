@@ -37,3 +37,20 @@ def test_seed_sample_draws_average_per_seed_aurocs_and_widen_with_seed_spread():
 def test_interval_and_beyond_noise():
     assert interval(np.linspace(0, 1, 1001)) == "[0.025, 0.975]"
     assert beyond_noise(np.linspace(0.01, 0.05, 100)) and not beyond_noise(np.linspace(-0.01, 0.05, 100))
+
+
+def test_seed_t_interval_is_wider_than_the_three_seed_bootstrap_range():
+    from utils.intervals import seed_interval, seed_t_interval
+    v = [0.007, 0.008, 0.043]
+    m, lo, hi = seed_t_interval(v)
+    assert abs(m - np.mean(v)) < 1e-12 and lo < 0 < hi          # t-interval contains 0
+    _, blo, bhi = seed_interval(v)
+    assert np.isclose(blo, min(v)) and np.isclose(bhi, max(v))  # 3-seed bootstrap = the range
+    # known value: mean 2, sd 1, n = 3 -> half width t_{0.975, 2} / sqrt(3) = 4.3027 / 1.7321
+    m, lo, hi = seed_t_interval([1.0, 2.0, 3.0])
+    assert abs((hi - lo) / 2 - 4.302653 / np.sqrt(3)) < 1e-5
+    for bad in ([1.0], [1.0, np.nan]):
+        with pytest.raises(ValueError):
+            seed_t_interval(bad)
+    with pytest.raises(ValueError, match="level"):
+        seed_t_interval([1.0, 2.0], level=1.5)
