@@ -21,7 +21,10 @@ n = 1,692), each for ``--seeds``
 seeds (the seed sets the initialisation and the noise of training); where two levels give the same
 coefficient (the memorizing arm's "equal" and "default") the model is trained once and both rows
 carry it. Every other hyper-parameter is
-fit_dae's default, passed explicitly.
+left to fit_dae's defaults (``utils.train.dae_defaults``), which depend on (n, d, p): the
+generalizing face arm (n = 4,000 >= 2p, d = 625 > 64) gets the longer schedule of the
+generalization regime, 3,125 steps at Adam step 0.0128; every other arm 1,500 steps (at 0.0064 for
+the faces, 0.02 for the digits).
 
 **Measures** (:func:`arm_measures`): neuron-level and merged (``utils.metrics.merge_parallel_units``,
 cosine >= 0.99) top-1 share, mean over noisy training inputs (at most 200); live neurons (norm above
