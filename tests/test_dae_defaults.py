@@ -1,5 +1,6 @@
-"""utils.train.dae_defaults: the book's current settings keep their values; the generalization
-regime in more than 64 dimensions gets the longer schedule (issue 10, section 3)."""
+"""utils.train.dae_defaults: the book's memorization and hybrid settings, and every d <= 64, keep
+their values; the generalization regime in more than 64 dimensions (chapter 6's augmented faces,
+chapter 4's d = 300 mixture) gets the longer schedule (issue 10, section 3)."""
 import math
 import os
 
@@ -33,6 +34,11 @@ BOOK_SETTINGS = [
 @pytest.mark.parametrize("n,d,p", BOOK_SETTINGS)
 def test_book_settings_keep_their_defaults(n, d, p):
     assert dae_defaults(n, d, p) == _old_rule(n, d, p)
+
+
+def test_the_book_settings_that_get_the_longer_schedule():
+    faces = dae_defaults(4000, 625, 100)                  # chapter 6's augmented faces
+    assert faces["steps"] == 3125 and faces["lr"] == pytest.approx(2 * _old_rule(4000, 625, 100)["lr"])
 
 
 def test_generalization_regime_above_64_dimensions_gets_the_longer_schedule():

@@ -110,8 +110,9 @@ def dae_defaults(n: int, d: int, p: int) -> dict:
       early (test/Bayes 1.7 at cluster spread 0.25, 2.8 at 0.35); 6000 steps at twice the step
       reach 1.4 and 1.7 in 13-15 s of one core. The growth with d is a rule of thumb checked at
       d = 300 (and for time up to d = 1024), not derived. The memorization and hybrid regimes
-      (n < 2p) and every d <= 64 keep the values above, so none of the book's current settings
-      change (tests/test_dae_defaults.py lists them).
+      (n < 2p) and every d <= 64 keep the values above; of the book's settings only chapter 6's
+      augmented faces (n = 4000, d = 625, p = 100: 3125 steps) and chapter 4's d = 300 section
+      get the longer schedule (tests/test_dae_defaults.py lists them).
     * weight_decay: 1e-3 (coefficient of ||W||_F^2, added to the loss).
     * sparsity: 0.1 * min(1, p / n) (coefficient of sum_j ||w_j||, on during the first half of
       training only). It matters when there are more neurons than training samples (n < p),
