@@ -110,6 +110,55 @@ def test_check_copy_ratio_accepts_the_experiment_and_rejects_a_wrong_one():
         return torch.full((len(units),), 0.75)
 
     assert exercises.check_copy_ratio(right)
-    with pytest.raises(AssertionError, match="off by up to") as err:
+    with pytest.raises(AssertionError, match="ratios are wrong") as err:
         exercises.check_copy_ratio(no_training)
     assert "0.75" not in str(err.value).split("Hint")[0]      # no reference value is revealed
+
+
+def test_gradable_reports_a_stub_as_not_attempted_and_hidden_cases_run(capsys):
+    def stub(y, X, sigma):
+        raise NotImplementedError("write this function (exercise ex-implement-emp)")
+
+    assert exercises.check_empirical_denoiser(stub) is False
+    assert "ex-implement-emp: not attempted" in capsys.readouterr().out
+    assert exercises.check_empirical_denoiser(stub, hidden=True) is False
+
+    from utils.diffusion import empirical_denoiser
+
+    def right(y, X, sigma):
+        return empirical_denoiser(torch.from_numpy(y), torch.from_numpy(X), sigma).numpy()
+
+    calls = []
+
+    def counting(y, X, sigma):
+        calls.append(1)
+        return right(y, X, sigma)
+
+    assert exercises.check_empirical_denoiser(counting)
+    practice = len(calls)
+    assert exercises.check_empirical_denoiser(counting, hidden=True)
+    assert len(calls) > practice                                   # the hidden call runs more cases
+
+
+def test_no_checker_prints_the_reference_value():
+    import numpy as np
+
+    def off(norms, sigma, lam):                                    # a wrong answer with a known value
+        return np.full(len(norms), 4.0)
+
+    from utils.memorization import memorization_scale
+    with pytest.raises(AssertionError) as err:
+        exercises.check_memorization_scale(off)
+    want = memorization_scale(np.full(5, 8.0), 0.2, 1e-3)
+    msg = str(err.value)
+    assert "expected" not in msg and f"{want[0]:.5g}" not in msg and f"{want[0]:.3g}" not in msg
+    assert "scale" in msg or "case" in msg
+
+
+def test_every_checker_is_gradable_and_takes_hidden():
+    import inspect
+    for name in dir(exercises):
+        if name.startswith("check_"):
+            f = getattr(exercises, name)
+            assert getattr(f, "gradable", False), f"{name} lacks @gradable"
+            assert "hidden" in inspect.signature(f.__wrapped__).parameters, f"{name} lacks hidden="

@@ -3,9 +3,16 @@
 Each ``check_*`` function takes the reader's function, calls it on fresh random inputs, compares
 the answer with a reference computed here, and either returns ``True`` (printing a short
 confirmation) or raises ``AssertionError`` that says what went wrong. The checkers never reveal
-the reference code; they are meant for the hidden-solution exercises of the chapters.
+the reference code, and never print a reference value: a failure names the case and what to check.
+
+Every checker is decorated with :func:`gradable` and takes ``hidden: bool = False``: with
+``hidden=True`` (what ``python -m utils.course grade`` calls) it runs further cases (other seeds,
+shapes and edge cases) that the practice call never shows. A new checker must do the same.
 """
 from __future__ import annotations
+
+import functools
+import re
 
 import numpy as np
 import torch
@@ -26,13 +33,52 @@ def _close(got, want, what: str, rtol: float = 1e-6, atol: float = 1e-8, hint: s
     suffix = f". Hint: {hint}" if hint else ""
     if got.shape != want.shape:
         raise AssertionError(f"{what}: returned shape {got.shape}, expected {want.shape}{suffix}")
+    if not np.isfinite(got).all():
+        raise AssertionError(f"{what}: the output contains NaN or inf{suffix}")
     if not np.allclose(got, want, rtol=rtol, atol=atol):
         k = int(np.argmax(np.abs(got - want)))
-        raise AssertionError(f"{what} is wrong: at flat index {k} it gives {got.flat[k]:.6g}, "
-                             f"expected {want.flat[k]:.6g}{suffix}")
+        raise AssertionError(f"{what} is wrong (the largest error is at flat index {k} of the output; "
+                             f"the checkers never print the right value){suffix}")
 
 
-def check_empirical_denoiser(fn) -> bool:
+_LABEL = re.compile(r"exercise (ex-[\w-]+)")
+
+
+def _not_attempted(exc: BaseException):
+    """The exercise label if ``exc`` (or an exception it was raised from) is the stub's
+    ``NotImplementedError``, "this exercise" if it is one without a label, else None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, NotImplementedError):
+            m = _LABEL.search(str(exc))
+            return m.group(1) if m else "this exercise"
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def gradable(check):
+    """Decorator for every ``check_*``: a reader's function that raises ``NotImplementedError``
+    (the student edition's stub, ``python -m utils.course student``) is reported as
+    ``ex-...: not attempted`` and the checker returns False instead of raising, so a notebook with
+    unanswered exercises still runs top to bottom. ``hidden=True`` (the grader's call) is passed
+    on to the checker, which then also runs cases the practice call never shows."""
+    @functools.wraps(check)
+    def wrapper(fn, *args, hidden: bool = False, **kwargs):
+        try:
+            return check(fn, *args, hidden=hidden, **kwargs)
+        except Exception as exc:
+            label = _not_attempted(exc)
+            if label is None:
+                raise
+            print(f"{label}: not attempted")
+            return False
+    wrapper.gradable = True
+    return wrapper
+
+
+@gradable
+def check_empirical_denoiser(fn, hidden: bool = False) -> bool:
     """Check a reader's empirical denoiser ``fn(y, X, sigma) -> (m, d)`` (chapter 1).
 
     ``fn`` receives float64 NumPy arrays y (m, d), X (n, d) and a float sigma and must return
@@ -58,7 +104,18 @@ def check_empirical_denoiser(fn) -> bool:
                   np.array([[0.0, 0.0]]), X, 0.05))
     X = rng.uniform(-1, 1, (25, 8))
     cases.append(("huge noise (sigma=1e4)", rng.uniform(-1, 1, (4, 8)), X, 1e4))
+    if hidden:
+        hr = np.random.default_rng(8642)
+        X = hr.uniform(-1, 1, (1, 5))
+        cases.append(("hidden: a single training point", hr.uniform(-1, 1, (3, 5)), X, 0.3))
+        X = hr.uniform(-1, 1, (17, 3))
+        cases.append(("hidden: another data set (n=17, d=3, sigma=0.8)", hr.uniform(-1, 1, (9, 3)), X, 0.8))
+        X = hr.uniform(-1, 1, (60, 512))
+        cases.append(("hidden: tiny noise (sigma=1e-3, d=512)", X[7:10] + 1e-3 * hr.standard_normal((3, 512)), X, 1e-3))
     hints = {
+        4: "f_emp(y) is a weighted average of the training points",
+        5: "f_emp(y) = softmax-weighted average of the training points",
+        6: "subtract each row's largest logit before exponentiating",
         0: "check that the weights are softmax(-||y - x_i||^2 / (2 sigma^2)) over the training points "
            "i (each row of the weight matrix sums to 1) and that you return weights @ X",
         1: "exp() of logits near -d/2 underflows to 0 and 0/0 gives NaN: subtract each row's largest "
@@ -79,8 +136,8 @@ def check_empirical_denoiser(fn) -> bool:
         if not np.isfinite(got).all():
             raise AssertionError(f"case '{name}': the output contains NaN or inf. Hint: {hints[1]}")
         _close(got, want, f"case '{name}'", rtol=1e-6, atol=1e-6, hint=hints[k])
-    print(f"Correct: your empirical denoiser matches the reference on all {len(cases)} cases "
-          "(moderate noise, tiny noise in d=2048, a tie, huge noise).")
+    print(f"Correct: your empirical denoiser matches the reference on all {len(cases)} cases"
+          + (" (practice and hidden)." if hidden else " (moderate noise, tiny noise in d=2048, a tie, huge noise)."))
     return True
 
 
@@ -91,7 +148,8 @@ def _call(fn, args, case: str):
         raise AssertionError(f"case '{case}': your function raised {type(exc).__name__}: {exc}") from exc
 
 
-def check_optimal_linear_denoiser(fn) -> bool:
+@gradable
+def check_optimal_linear_denoiser(fn, hidden: bool = False) -> bool:
     """Check a reader's ``fn(S, sigma, q) -> A`` (chapter 4): the rank-<=q matrix A (d, d) that
     minimizes E||A(x + sigma eps) - x||^2 for data with second moment S (d, d), i.e. the top-q
     eigenvectors of S kept with gains lambda/(lambda + sigma^2); q = None means no rank limit.
@@ -112,11 +170,19 @@ def check_optimal_linear_denoiser(fn) -> bool:
              ("full-rank S, rank limit q=2", S_full, 0.5, 2),
              ("rank-3 cluster second moment, q=5", S_low, 0.3, 5),
              ("large noise sigma=10, q=3", S_full, 10.0, 3)]
+    if hidden:
+        hr = np.random.default_rng(2468)
+        B = hr.standard_normal((4, 4))
+        cases += [("hidden: another S (d=4), q=1", B @ B.T / 4, 0.7, 1),
+                  ("hidden: q larger than d", S_full, 0.5, 10),
+                  ("hidden: tiny noise sigma=1e-3, no rank limit", B @ B.T / 4 + np.eye(4), 1e-3, None)]
     hints = {0: "the unconstrained optimum is S (S + sigma^2 I)^{-1}",
              1: "keep only the q eigenvectors with the LARGEST eigenvalues of S, each with gain "
                 "lambda / (lambda + sigma^2)",
              2: "eigenvalues that are 0 get gain 0: the answer has rank 3 even though q = 5",
-             3: "with sigma^2 >> lambda the gains are small, lambda / (lambda + sigma^2), not 1"}
+             3: "with sigma^2 >> lambda the gains are small, lambda / (lambda + sigma^2), not 1",
+             4: "keep the q eigenvectors with the largest eigenvalues", 5: "q >= d means no rank limit",
+             6: "the unconstrained optimum is S (S + sigma^2 I)^{-1}"}
     for k, (name, S, sigma, q) in enumerate(cases):
         want = optimal_linear_denoiser(S, sigma, q)
         got = _as_numpy(_call(fn, (S.copy(), sigma, q), name), "your function")
@@ -125,7 +191,8 @@ def check_optimal_linear_denoiser(fn) -> bool:
     return True
 
 
-def check_spikiness(fn, kind: str) -> bool:
+@gradable
+def check_spikiness(fn, kind: str, hidden: bool = False) -> bool:
     """Check a reader's spikiness measure ``fn(H) -> (n,)`` (chapter 5) against
     ``utils.metrics.spikiness(H, kind)`` (or ``participation_ratio`` for kind="participation_ratio").
 
@@ -149,6 +216,12 @@ def check_spikiness(fn, kind: str) -> bool:
     zero = np.vstack([H[:2], np.zeros((1, 9))])
     cases = [("random non-negative rows", H), ("one-hot and constant rows", extremes),
              ("an all-zero row (must give 0)", zero), ("the random rows times 7.5", 7.5 * H)]
+    if hidden:
+        hr = np.random.default_rng(1357)
+        H2 = np.maximum(hr.standard_normal((5, 30)), 0) + 0.001
+        two = np.zeros((3, 30)); two[0, :2] = 1.0; two[1, [3, 9]] = [2.0, 0.5]; two[2, ::3] = 1.0
+        cases += [("hidden: other random rows (p=30)", H2), ("hidden: rows with a few equal or unequal units", two),
+                  ("hidden: tiny values (times 1e-6)", 1e-6 * H2)]
     for name, M in cases:
         want = np.asarray(ref(M), dtype=np.float64)
         got = _as_numpy(_call(fn, (M.copy(),), name), "your function")
@@ -163,7 +236,8 @@ def check_spikiness(fn, kind: str) -> bool:
     return True
 
 
-def check_mixture_responsibilities(fn) -> bool:
+@gradable
+def check_mixture_responsibilities(fn, hidden: bool = False) -> bool:
     """Check a reader's ``fn(y, params, sigma) -> (m, k)`` (chapter 2): the posterior cluster
     probabilities P(j | y) of a :class:`utils.data.MixtureParams` observed with noise sigma.
 
@@ -183,9 +257,15 @@ def check_mixture_responsibilities(fn) -> bool:
     cases = [("d=6, k=3, sigma=0.5", torch.randn(8, 6, generator=gen), P1, 0.5),
              ("an input far from every cluster (use log-sum-exp)", 40 * torch.ones(2, 6), P1, 0.2),
              ("d=512, k=4, sigma=0.01", X2 + 0.01 * torch.randn(X2.shape, generator=gen), P2, 0.01)]
+    if hidden:
+        P3 = mixture_params(10, 2, 1, seed=21, noise_std=0.1)
+        cases += [("hidden: d=10, k=2, sigma=1", torch.randn(6, 10, generator=gen), P3, 1.0),
+                  ("hidden: inputs at the cluster means, sigma=0.05", P3.means.clone(), P3, 0.05)]
     hints = {0: "P(j | y) is proportional to w_j N(y; mu_j, U_j S_j U_j^T + (tau^2 + sigma^2) I)",
              1: "compute log-probabilities and normalise with a log-sum-exp (torch.softmax)",
-             2: "use the low-rank structure (Woodbury, determinant lemma) and float64"}
+             2: "use the low-rank structure (Woodbury, determinant lemma) and float64",
+             3: "P(j | y) is proportional to w_j N(y; mu_j, U_j S_j U_j^T + (tau^2 + sigma^2) I)",
+             4: "compute log-probabilities and normalise with a log-sum-exp"}
     for k, (name, y, P, sigma) in enumerate(cases):
         want = responsibilities(y, P, sigma).numpy()
         got = _as_numpy(_call(fn, (y.clone(), P, sigma), name), "your function")
@@ -196,7 +276,8 @@ def check_mixture_responsibilities(fn) -> bool:
     return True
 
 
-def check_memorization_scale(fn) -> bool:
+@gradable
+def check_memorization_scale(fn, hidden: bool = False) -> bool:
     """Check a reader's ``fn(norms, sigma, lam) -> (n,)`` (chapter 3): the optimal squared scales
     s_k = max(0, (r_k g(r_k) - n lam/2) / (q(r_k) + (n-1) sigma^2/2)) of the memorizing solution,
     with g, q the first two moments of relu(r + sigma z). Raises ``AssertionError`` naming the
@@ -210,11 +291,18 @@ def check_memorization_scale(fn) -> bool:
              ("unequal norms, large noise sigma=2", np.array([1.0, 3.0, 6.0]), 2.0, 0.0),
              ("norm comparable to sigma (the ReLU clips often)", np.array([0.3, 0.5]), 0.4, 0.01),
              ("weight decay strong enough to kill a neuron", np.array([0.5, 10.0]), 0.1, 2.0)]
+    if hidden:
+        hr = np.random.default_rng(97531)
+        cases += [("hidden: a single sample", np.array([2.5]), 0.3, 0.05),
+                  ("hidden: twenty random norms, no weight decay", hr.uniform(0.5, 5.0, 20), 0.7, 0.0),
+                  ("hidden: noise much larger than the norms", np.array([0.1, 0.2, 0.15]), 5.0, 1e-4)]
     hints = {0: "for r >> sigma, s is close to (r^2 - n lam/2) / (r^2 + (n+1) sigma^2/2)",
              1: "the other n-1 neurons leak E relu(sigma z)^2 = sigma^2/2 each into the error",
              2: "use the exact Gaussian moments g(r) = r Phi(r/s) + s phi(r/s), "
                 "q(r) = (r^2 + s^2) Phi(r/s) + r s phi(r/s)",
-             3: "a negative optimum means the neuron is off: clip at 0"}
+             3: "a negative optimum means the neuron is off: clip at 0",
+             4: "n = 1: no other neuron leaks noise", 5: "n is the number of samples (the length of norms)",
+             6: "use the exact Gaussian moments of relu(r + sigma z)"}
     for k, (name, r, sigma, lam) in enumerate(cases):
         want = memorization_scale(r, sigma, lam)
         got = _as_numpy(_call(fn, (r.copy(), sigma, lam), name), "your function")
@@ -224,7 +312,8 @@ def check_memorization_scale(fn) -> bool:
     return True
 
 
-def check_tpr_at_fpr(fn) -> bool:
+@gradable
+def check_tpr_at_fpr(fn, hidden: bool = False) -> bool:
     """Check a reader's ``fn(scores, labels, fpr) -> float`` (chapter 9): the largest true-positive
     rate over thresholds whose false-positive rate is at most ``fpr``, where an input is flagged
     when its score is >= the threshold and label 1 marks a memorized (positive) input.
@@ -247,11 +336,21 @@ def check_tpr_at_fpr(fn) -> bool:
              ("a positive tied with the top negative, fpr=0", np.array([3.0, 2.0, 2.0, 1.0]),
               np.array([1, 1, 0, 0]), 0.0),
              ("all scores equal, fpr=0.5", np.ones(6), np.array([1, 0, 1, 0, 1, 0]), 0.5)]
+    if hidden:
+        hr = np.random.default_rng(8)
+        s2 = np.r_[hr.normal(1, 1, 30), hr.normal(0, 1, 90)]
+        y2 = np.r_[np.ones(30, int), np.zeros(90, int)]
+        cases += [("hidden: fpr=1 (everything may be flagged)", s2, y2, 1.0),
+                  ("hidden: negatives score above every positive, fpr=0.2", np.r_[np.arange(5.0), np.arange(10.0, 15.0)],
+                   np.r_[np.ones(5, int), np.zeros(5, int)], 0.2),
+                  ("hidden: other overlapping scores, fpr=0.05", s2, y2, 0.05)]
     hints = {0: "sort the scores and sweep the threshold over them",
              1: "a threshold flags every input whose score is >= it, positives and negatives alike",
              2: "with fpr=0 the threshold must lie above every negative score",
              3: "tied scores are flagged together: you cannot take the tied positive without the negative",
-             4: "with all scores equal, the only thresholds flag everything or nothing"}
+             4: "with all scores equal, the only thresholds flag everything or nothing",
+             5: "a threshold at or below the smallest score flags every input",
+             6: "a threshold flags every input whose score is >= it", 7: "sort the scores and sweep the threshold over them"}
     for k, (name, sc, lab, f) in enumerate(cases):
         want = np.asarray(tpr_at_fpr(sc, lab, f))
         got = _call(fn, (sc.astype(np.float64).copy(), lab.copy(), f), name)
@@ -261,7 +360,8 @@ def check_tpr_at_fpr(fn) -> bool:
     return True
 
 
-def check_empirical_jacobian(fn) -> bool:
+@gradable
+def check_empirical_jacobian(fn, hidden: bool = False) -> bool:
     """Check a reader's ``fn(y, X, sigma) -> (d, d)``: the Jacobian of the empirical denoiser at
     one input y (d,) for training points X (n, d) (chapter 10). Cases: a moderate noise level, a
     posterior concentrated on one point (the Jacobian is nearly 0), and a huge noise level (it
@@ -277,9 +377,17 @@ def check_empirical_jacobian(fn) -> bool:
     cases = [("moderate noise (sigma=0.7)", X[3] + 0.7 * rng.standard_normal(6), X, 0.7),
              ("next to a training point (sigma=0.05)", X[5] + 0.01, X, 0.05),
              ("huge noise (sigma=50)", rng.uniform(-1, 1, 6), X, 50.0)]
+    if hidden:
+        hr = np.random.default_rng(6543)
+        X1, X2 = hr.uniform(-1, 1, (7, 1)), hr.uniform(-1, 1, (30, 10))
+        cases += [("hidden: one dimension (d=1)", hr.uniform(-1, 1, 1), X1, 0.4),
+                  ("hidden: another data set (n=30, d=10, sigma=0.3)", X2[0] + 0.3 * hr.standard_normal(10), X2, 0.3),
+                  ("hidden: tiny noise at a training point (sigma=0.01)", X2[4].copy(), X2, 0.01)]
     hints = {0: "J = sum_i w_i (x_i - f)(x_i - f)^T / sigma^2 with the softmax weights w_i",
              1: "subtract the largest logit before exponentiating (log-sum-exp)",
-             2: "the weights become uniform; do not forget the 1/sigma^2"}
+             2: "the weights become uniform; do not forget the 1/sigma^2",
+             3: "J = sum_i w_i (x_i - f)(x_i - f)^T / sigma^2", 4: "J = sum_i w_i (x_i - f)(x_i - f)^T / sigma^2",
+             5: "subtract the largest logit before exponentiating (log-sum-exp)"}
     for k, (name, y, Xc, s) in enumerate(cases):
         want = empirical_jacobian(torch.from_numpy(y[None]), torch.from_numpy(Xc), s)[0].numpy()
         got = _as_numpy(_call(fn, (y.copy(), Xc.copy(), s), name), "your function")
@@ -300,7 +408,8 @@ def _copy_ratio_reference(model, units, optimizer, lr, steps, X, sigma):
     return (torch.minimum(a, b) / torch.maximum(a, b)).double().numpy()
 
 
-def check_copy_ratio(fn) -> bool:
+@gradable
+def check_copy_ratio(fn, hidden: bool = False) -> bool:
     """Check a reader's ablation ``fn(model, units, optimizer, lr, steps, X, sigma) -> (len(units),)``
     (chapter 5): split the given units of a trained tied ReLU DAE into copies 0.6 w and 0.8 w
     (``utils.models.split_parallel``), continue training on X with ``fit_dae`` (penalty off,
@@ -323,18 +432,22 @@ def check_copy_ratio(fn) -> bool:
     cases = [("SGD, where the copies must keep their ratio", "sgd", 0.02, 200),
              ("Adam at a large step", "adam", 0.05, 200),
              ("RMSprop at a small step", "rmsprop", 0.002, 200)]
-    for name, opt, lr, steps in cases:
+    cases = [(name, opt, lr, steps, units) for name, opt, lr, steps in cases]
+    if hidden:
+        cases += [("hidden: one split unit, SGD at another step", "sgd", 0.01, 120, [1]),
+                  ("hidden: three split units, Adam at a small step", "adam", 0.005, 120, [0, 3, 5])]
+    for name, opt, lr, steps, units in cases:
         want = _copy_ratio_reference(base, units, opt, lr, steps, X, 0.2)
         got = _as_numpy(_call(fn, (base, list(units), opt, lr, steps, X.clone(), 0.2), name), "your function")
         if got.shape != want.shape:
             raise AssertionError(f"case '{name}': returned shape {got.shape}, expected one ratio per split unit "
                                  f"({len(units)},)")
         if not np.allclose(got, want, atol=1e-5):
-            off = float(np.abs(got - want).max())
             hint = ("split with split_parallel(model, units, (0.6, 0.8)), train that copy with "
                     "fit_dae(..., seed=1, sparsity=0.0, optimizer=..., lr=..., steps=...), and take "
                     "min/max of the two copies' norms (rows after the kept units)")
-            raise AssertionError(f"case '{name}': your ratios are off by up to {off:.3g}. Hint: {hint}")
+            raise AssertionError(f"case '{name}': your ratios are wrong (largest error at split unit "
+                                 f"{int(np.abs(got - want).argmax())}). Hint: {hint}")
     print(f"Correct! Your ablation matches on all {len(cases)} cases.")
     return True
 
@@ -349,7 +462,8 @@ def _stored_count_reference(X, sigma, weight_decay, seed, p, steps):
     return int(stored_mask(net.encoder_weight.detach(), X).sum())
 
 
-def check_stored_count(fn) -> bool:
+@gradable
+def check_stored_count(fn, hidden: bool = False) -> bool:
     """Check a reader's experiment ``fn(X, sigma, weight_decay, seed, p, steps) -> int`` (chapter 3):
     train a tied ``ReLUDAE(d, p, seed=seed)`` on X with ``fit_dae`` (its defaults, except
     ``weight_decay``, ``seed`` and ``steps``; ``steps=None`` keeps the default) and return how many training samples it stores
@@ -367,6 +481,8 @@ def check_stored_count(fn) -> bool:
     X = (Q * torch.tensor([1.0, 2.0, 3.0, 4.0])).T.contiguous()          # (4, 16), orthogonal rows
     cases = [("light weight decay", 1e-3, 0), ("weight decay that erases the weakest sample", 1.0, 1),
              ("weight decay that erases all but the strongest sample", 6.0, 2)]
+    if hidden:
+        cases += [("hidden: light weight decay, another seed", 1e-3, 5), ("hidden: no weight decay", 0.0, 6)]
     for name, lam, seed in cases:
         want = _stored_count_reference(X.clone(), 0.2, lam, seed, 12, 400)
         got = _call(fn, (X.clone(), 0.2, lam, seed, 12, 400), name)
@@ -400,7 +516,8 @@ def _gated_gap_reference(X, labels, X_test, labels_test, sigma, q):
     return test / train
 
 
-def check_gated_gap_ratio(fn) -> bool:
+@gradable
+def check_gated_gap_ratio(fn, hidden: bool = False) -> bool:
     """Check a reader's ``fn(X, labels, X_test, labels_test, sigma, q) -> float`` (chapter 4's
     transition exercise): the test/train ratio of the *gated local-statistics* denoiser, which
     gives each cluster j the rank-<=q Wiener filter A_j of its training samples' second moment
@@ -427,6 +544,12 @@ def check_gated_gap_ratio(fn) -> bool:
     Xt, labt = gaussian_mixture(400, 24, 3, 6, seed=11, sample_seed=999)
     cases.append(("a cluster with no training sample", X.double().numpy()[keep], lab.numpy()[keep],
                   Xt.double().numpy(), labt.numpy(), 0.2, 7))
+    if hidden:
+        for name, n, q, sigma in [("hidden: another mixture, q = 1", 80, 1, 0.5),
+                                  ("hidden: another mixture, q larger than the cluster rank", 300, 9, 0.1)]:
+            X, lab = gaussian_mixture(n, 12, 2, 4, seed=23, sample_seed=n + 1)
+            Xt, labt = gaussian_mixture(200, 12, 2, 4, seed=23, sample_seed=777)
+            cases.append((name, X.double().numpy(), lab.numpy(), Xt.double().numpy(), labt.numpy(), sigma, q))
     for name, X, lab, Xt, labt, sigma, q in cases:
         want = _gated_gap_reference(X, lab, Xt, labt, sigma, q)
         got = _as_numpy(_call(fn, (X.copy(), lab.copy(), Xt.copy(), labt.copy(), sigma, q), name), "your function")
@@ -437,7 +560,7 @@ def check_gated_gap_ratio(fn) -> bool:
             hint = ("per cluster, A_j = optimal linear denoiser of rank <= q for S_j = X_j^T X_j / n_j; "
                     "weight each cluster's exact risk tr(A M A^T) - 2 tr(A S) + tr(S) by its share of "
                     "the rows; the test risk uses the test samples' second moment but the training A_j")
-            raise AssertionError(f"case '{name}': your ratio is off by {100 * rel:.2g}% of the right one. Hint: {hint}")
+            raise AssertionError(f"case '{name}': your ratio is wrong. Hint: {hint}")
     print(f"Correct! Your gated test/train ratio matches on all {len(cases)} cases.")
     return True
 
@@ -458,7 +581,8 @@ def _tied_untied_reference(X, X_test, p, sigma, steps):
     return np.array(out, dtype=np.float64)
 
 
-def check_tied_untied(fn) -> bool:
+@gradable
+def check_tied_untied(fn, hidden: bool = False) -> bool:
     """Check a reader's experiment ``fn(X, X_test, p, sigma, steps) -> (2,)`` (chapter 2): train
     ``ReLUDAE(d, p, tied=True, seed=0)`` and ``ReLUDAE(d, p, tied=False, seed=0)`` on X with
     ``fit_dae(model, X, sigma=sigma, seed=0, steps=steps)`` (other settings at their defaults) and
@@ -476,6 +600,8 @@ def check_tied_untied(fn) -> bool:
     X, _ = gaussian_mixture(400, 16, 2, 2, seed=11)
     Xte, _ = gaussian_mixture(300, 16, 2, 2, seed=11, sample_seed=12)
     cases = [("narrow network, p = 3", 3, 0.2, 150), ("wide network, p = 24", 24, 0.3, 150)]
+    if hidden:
+        cases += [("hidden: p = 8, few steps", 8, 0.5, 60)]
     for name, p, sigma, steps in cases:
         want = _tied_untied_reference(X, Xte, p, sigma, steps)
         got = _as_numpy(_call(fn, (X.clone(), Xte.clone(), p, sigma, steps), name), "your function")
@@ -483,13 +609,11 @@ def check_tied_untied(fn) -> bool:
             raise AssertionError(f"case '{name}': returned shape {got.shape}, expected (2,): "
                                  "[test error tied, test error untied]")
         if not np.allclose(got, want, rtol=1e-4, atol=1e-6):
-            off = float(np.max(np.abs(got - want) / np.abs(want)))
             swapped = np.allclose(got[::-1], want, rtol=1e-4, atol=1e-6)
             hint = ("the order is [tied, untied]" if swapped else
                     "seed=0 for both the model and fit_dae, steps=steps, and the test error "
                     "utils.gmm.denoising_mse(model, X_test, sigma, seed=1) on the test set")
-            raise AssertionError(f"case '{name}': your errors are off by up to {100 * off:.2g}% "
-                                 f"(relative). Hint: {hint}")
+            raise AssertionError(f"case '{name}': your errors are wrong. Hint: {hint}")
     print(f"Correct! Your experiment matches on all {len(cases)} cases.")
     return True
 
@@ -510,7 +634,8 @@ def _heldout_psnr_reference(X_train, X_test, p, sigma, sparsity, steps):
     return np.array([psnr(out, X_test).mean(), psnr(y, X_test).mean()], dtype=np.float64)
 
 
-def check_heldout_psnr(fn) -> bool:
+@gradable
+def check_heldout_psnr(fn, hidden: bool = False) -> bool:
     """Check a reader's ablation ``fn(X_train, X_test, p, sigma, sparsity, steps) -> (2,)``
     (chapter 6): train ``ReLUDAE(d, p, seed=0)`` on X_train with ``fit_dae(model, X_train,
     sigma=sigma, seed=0, sparsity=sparsity, steps=steps)``, draw the noisy held-out images
@@ -531,6 +656,8 @@ def check_heldout_psnr(fn) -> bool:
     X_test = D[:50]
     cases = [("5 training digits, penalty 0.1", D[50:55], 20, 0.2, 0.1, 150),
              ("400 training digits, penalty off", D[50:450], 20, 0.3, 0.0, 150)]
+    if hidden:
+        cases += [("hidden: 20 training digits, penalty 0.05, p = 12", D[500:520], 12, 0.25, 0.05, 80)]
     for name, Xt, p, sigma, mu, steps in cases:
         want = _heldout_psnr_reference(Xt, X_test, p, sigma, mu, steps)
         got = _as_numpy(_call(fn, (Xt.clone(), X_test.clone(), p, sigma, mu, steps), name), "your function")
@@ -538,19 +665,19 @@ def check_heldout_psnr(fn) -> bool:
             raise AssertionError(f"case '{name}': returned shape {got.shape}, expected (2,): "
                                  "[mean PSNR of the model's output, mean PSNR of the noisy input]")
         if not np.allclose(got, want, rtol=0, atol=1e-3):
-            off = float(np.max(np.abs(got - want)))
             part = "the noisy input's PSNR" if abs(got[1] - want[1]) > 1e-3 else "the model's PSNR"
             hint = ("draw the noise with torch.Generator().manual_seed(0) and use "
                     "utils.metrics.psnr(x, ref) (peak 2), averaged over the images"
                     if part == "the noisy input's PSNR" else
                     "ReLUDAE(d, p, seed=0), fit_dae(model, X_train, sigma=sigma, seed=0, "
                     "sparsity=sparsity, steps=steps), and denoise the same noisy images")
-            raise AssertionError(f"case '{name}': {part} is off by {off:.3g} dB. Hint: {hint}")
+            raise AssertionError(f"case '{name}': {part} is wrong. Hint: {hint}")
     print(f"Correct! Your ablation matches on all {len(cases)} cases.")
     return True
 
 
-def check_window_steering(fn) -> bool:
+@gradable
+def check_window_steering(fn, hidden: bool = False) -> bool:
     """Check a reader's ``fn(model, scheduler, directions, alpha, t_min, t_max, labels, seed, steps)
     -> (n, C, H, W)``: DDIM samples (``utils.unet.sample`` with that seed and number of steps) with
     ``alpha * directions[name]`` added to each named module's output only at timesteps
@@ -571,10 +698,15 @@ def check_window_steering(fn) -> bool:
     cases = [("late window (0 <= t < 500)", 3.0, 0, 500, 7),
              ("early window (500 <= t < 1000)", 3.0, 500, 1000, 8),
              ("alpha = 0", 0.0, 0, 1000, 9)]
+    if hidden:
+        cases += [("hidden: a middle window, negative alpha", -2.0, 200, 700, 11),
+                  ("hidden: the whole trajectory (0 <= t < 1000)", 1.5, 0, 1000, 12)]
     hints = ["wrap unet.sample in steering.timestep_window(model, t_min=..., t_max=...) and "
              "steering.steer(model, directions, alpha, active=window)",
              "steer only inside the window: pass the window's callable as active=",
-             "with alpha = 0 nothing is added: the samples equal unet.sample's"]
+             "with alpha = 0 nothing is added: the samples equal unet.sample's",
+             "steer only inside the window: pass the window's callable as active=",
+             "a window over the whole trajectory steers at every step"]
     for k, (name, alpha, lo, hi, seed) in enumerate(cases):
         with steering.timestep_window(model, t_min=lo, t_max=hi) as active:
             with steering.steer(model, dirs, alpha, active=active):
