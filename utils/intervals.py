@@ -57,17 +57,25 @@ def seed_sample_auroc_draws(per_seed, draws: int = 1000, seed: int = 0) -> np.nd
         if s.shape != y.shape or s.ndim != 1 or not y.any() or y.all():
             raise ValueError(f"seed {i}: need 1-D scores and labels of one length with both classes")
         groups.append(_wins(s[y], s[~y]))
+    return two_stage_win_draws(groups, draws, seed)
+
+
+def two_stage_win_draws(groups, draws: int, seed: int = 0) -> np.ndarray:
+    """Two-stage bootstrap (draws,) of the mean over groups of a win-matrix average.
+
+    ``groups``: one (positives, negatives) win matrix per training seed (``_wins``, or a
+    difference of two). Each draw resamples the seeds, then within each drawn seed its positives
+    and its negatives, and averages the weighted win rate over the drawn seeds."""
     rng = np.random.default_rng(seed)
     out = np.empty(draws)
     for b in range(draws):
-        picked = rng.integers(0, len(groups), len(groups))
-        aucs = []
-        for g in picked:
+        vals = []
+        for g in rng.integers(0, len(groups), len(groups)):
             w = groups[g]
             wp = np.bincount(rng.integers(0, w.shape[0], w.shape[0]), minlength=w.shape[0])
             wn = np.bincount(rng.integers(0, w.shape[1], w.shape[1]), minlength=w.shape[1])
-            aucs.append(wp @ w @ wn / (wp.sum() * wn.sum()))
-        out[b] = np.mean(aucs)
+            vals.append(wp @ w @ wn / (wp.sum() * wn.sum()))
+        out[b] = np.mean(vals)
     return out
 
 

@@ -97,16 +97,8 @@ def load(path, checkpoint=None) -> tuple[dict, dict]:
     """``({name: images (n, C, H, W)}, sidecar)`` of a file written by :func:`write`. Raises
     ``ValueError`` when the file's sha256 differs from its sidecar, or when ``checkpoint`` (a path)
     is given and is not the checkpoint the samples came from."""
-    from safetensors.torch import load_file
-    path = Path(path)
-    side = json.loads(sidecar_path(path).read_text())
-    if sha256_file(path) != side["sha256"]:
-        raise ValueError(f"samples {path.name}: sha256 does not match the sidecar; re-create them "
-                         f"with: {side['command']}")
-    if checkpoint is not None and sha256_file(checkpoint) != side["checkpoint_sha256"]:
-        raise ValueError(f"samples {path.name} were drawn from another checkpoint than "
-                         f"{Path(checkpoint).name}; re-create them with: {side['command']}")
-    return load_file(str(path)), side
+    from .unet_samples import load_verified
+    return load_verified(path, checkpoint)
 
 
 def main(argv=None) -> dict:

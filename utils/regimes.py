@@ -334,7 +334,7 @@ def paired_auroc_difference_draws(per_seed_a, per_seed_b, draws: int = 1000, see
     and its samples) cancels in the difference. With 3 seeds the seed stage can take only a few
     values; the interval is a coarse statement about seeds.
     """
-    from .intervals import _wins
+    from .intervals import _wins, two_stage_win_draws
     draws = check_positive_int(draws, "draws")
     if len(per_seed_a) != len(per_seed_b) or not per_seed_a:
         raise ValueError(f"need the same number (>= 1) of seeds for a and b, got {len(per_seed_a)} and {len(per_seed_b)}")
@@ -351,14 +351,4 @@ def paired_auroc_difference_draws(per_seed_a, per_seed_b, draws: int = 1000, see
         if not (np.isfinite(sa).all() and np.isfinite(sb).all()):
             raise ValueError(f"seed {i}: scores contain NaN or infinite entries")
         groups.append(_wins(sb[yb], sb[~yb]) - _wins(sa[ya], sa[~ya]))
-    rng = np.random.default_rng(seed)
-    out = np.empty(draws)
-    for b in range(draws):
-        vals = []
-        for g in rng.integers(0, len(groups), len(groups)):
-            w = groups[g]
-            wp = np.bincount(rng.integers(0, w.shape[0], w.shape[0]), minlength=w.shape[0])
-            wn = np.bincount(rng.integers(0, w.shape[1], w.shape[1]), minlength=w.shape[1])
-            vals.append(wp @ w @ wn / (wp.sum() * wn.sum()))
-        out[b] = np.mean(vals)
-    return out
+    return two_stage_win_draws(groups, draws, seed)

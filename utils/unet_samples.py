@@ -59,6 +59,14 @@ def load_samples(path, checkpoint=None) -> tuple[dict, dict]:
     """``({seed: samples (n, C, H, W)}, sidecar)`` of a file written by :func:`write_samples`.
     Raises ``ValueError`` when the file's sha256 differs from its sidecar, or when ``checkpoint``
     (a path) is given and is not the checkpoint the samples came from."""
+    data, side = load_verified(path, checkpoint)
+    return {int(k[4:]): v for k, v in data.items()}, side
+
+
+def load_verified(path, checkpoint=None) -> tuple[dict, dict]:
+    """``(tensors, sidecar)`` of a samples file (safetensors + JSON sidecar). Raises
+    ``ValueError`` when the file's sha256 differs from its sidecar, or when ``checkpoint`` (a path)
+    is given and is not the checkpoint the samples came from."""
     from safetensors.torch import load_file
     path = Path(path)
     side = json.loads(sidecar_path(path).read_text())
@@ -68,8 +76,7 @@ def load_samples(path, checkpoint=None) -> tuple[dict, dict]:
     if checkpoint is not None and sha256_file(checkpoint) != side["checkpoint_sha256"]:
         raise ValueError(f"samples {path.name} were drawn from another checkpoint than "
                          f"{Path(checkpoint).name}; re-create them with: {side['command']}")
-    data = load_file(str(path))
-    return {int(k[4:]): v for k, v in data.items()}, side
+    return load_file(str(path)), side
 
 
 def main(argv=None) -> dict:
