@@ -243,3 +243,22 @@ def test_time_command_writes_the_measurements(tmp_path):
     committed = json.loads((course.BOOK / "results" / "exercise_times.json").read_text())
     labels = {x.label for e in EDITIONS.values() for x in e.exercises}
     assert set(committed["exercises"]) == labels, "rerun python -m utils.course time"
+
+
+def test_instructors_table_is_rendered_from_the_times_json(tmp_path):
+    import json
+    res = json.loads(course.TIMES_JSON.read_text())
+    assert course.page_times_table() == course.times_table(res), \
+        "book/instructors.md's table differs from the JSON: run python -m utils.course times-table"
+    page = tmp_path / "page.md"
+    page.write_text(f"before\n{course.TIMES_START}\nold\n{course.TIMES_END}\nafter\n")
+    one = {"exercises": {"ex-x": {"chapter": "03_m", "passed": False, "practice": 0.001,
+                                  "practice_cpu": 0.0, "hidden": 1.234, "hidden_cpu": 1.2}}}
+    course.write_times_table(one, page)
+    assert page.read_text().startswith("before\n") and page.read_text().endswith(f"{course.TIMES_END}\nafter\n")
+    assert "| 03 | `ex-x` | no | < 0.01 (< 0.01) | 1.23 (1.20) |" in course.page_times_table(page)
+    page.write_text("no markers\n")
+    with pytest.raises(ValueError, match="exercise-times:start"):
+        course.write_times_table(one, page)
+    with pytest.raises(ValueError, match="exercises"):
+        course.times_table({"exercises": {}})

@@ -665,6 +665,65 @@ def time_exercises(chapters: list[Path] | None = None, out: Path | None = None) 
     return res
 
 
+TIMES_START = "<!-- exercise-times:start -->"
+TIMES_END = "<!-- exercise-times:end -->"
+TIMES_JSON = BOOK / "results" / "exercise_times.json"
+INSTRUCTORS = BOOK / "instructors.md"
+
+
+def _seconds(row: dict, key: str) -> str:
+    """``wall (cpu)`` for one call, ``< 0.01`` for what rounds to zero."""
+    def fmt(v):
+        if v is None:
+            return "n/a"
+        return "< 0.01" if round(float(v), 2) < 0.01 else f"{float(v):.2f}"
+    return f"{fmt(row.get(key))} ({fmt(row.get(key + '_cpu'))})"
+
+
+def times_table(res: dict) -> str:
+    """The Markdown table of ``book/instructors.md`` rendered from the JSON that
+    ``python -m utils.course time`` writes: one row per exercise, in the file's order."""
+    if not isinstance(res, dict) or not isinstance(res.get("exercises"), dict) or not res["exercises"]:
+        raise ValueError("times_table: expected the JSON of `python -m utils.course time` with a "
+                         "non-empty 'exercises' mapping")
+    lines = ["| chapter | exercise | passes | practice call: wall s (CPU s) "
+             "| grader's call, hidden=True: wall s (CPU s) |",
+             "|---|---|---|---|---|"]
+    for label, row in res["exercises"].items():
+        if "chapter" not in row:
+            raise ValueError(f"times_table: exercise {label!r} has no 'chapter'")
+        chapter = row["chapter"].split("_")[0]
+        lines.append(f"| {chapter} | `{label}` | {'yes' if row.get('passed') else 'no'} "
+                     f"| {_seconds(row, 'practice')} | {_seconds(row, 'hidden')} |")
+    return "\n".join(lines) + "\n"
+
+
+def _between_markers(text: str, where: str) -> tuple[int, int]:
+    a, b = text.find(TIMES_START), text.find(TIMES_END)
+    if a < 0 or b < 0 or b < a or text.count(TIMES_START) != 1 or text.count(TIMES_END) != 1:
+        raise ValueError(f"{where}: needs exactly one {TIMES_START} followed by one {TIMES_END}")
+    return a + len(TIMES_START), b
+
+
+def page_times_table(page: Path = INSTRUCTORS) -> str:
+    """The table now between the markers of ``page`` (stripped of surrounding blank lines)."""
+    text = Path(page).read_text()
+    a, b = _between_markers(text, str(page))
+    return text[a:b].strip("\n") + "\n"
+
+
+def write_times_table(res: dict | None = None, page: Path = INSTRUCTORS) -> str:
+    """Write ``times_table(res)`` (default: the committed ``book/results/exercise_times.json``)
+    between the two marker comments of ``page``; returns the table."""
+    if res is None:
+        res = json.loads(TIMES_JSON.read_text())
+    table = times_table(res)
+    text = Path(page).read_text()
+    a, b = _between_markers(text, str(page))
+    Path(page).write_text(text[:a] + "\n" + table + text[b:])
+    return table
+
+
 def answers(nb: nbformat.NotebookNode) -> dict[str, str]:
     """label -> source of a submitted notebook's answer cells, found by their tag or, where an
     editor dropped the metadata, by the stub's first line."""
@@ -747,7 +806,12 @@ def main(argv=None) -> None:
     o.add_argument("chapters", nargs="*")
     t = sub.add_parser("time", help="time every exercise's checkers on the book's solutions")
     t.add_argument("chapters", nargs="*")
-    t.add_argument("--out", default=str(BOOK / "results" / "exercise_times.json"))
+    t.add_argument("--out", default=str(TIMES_JSON))
+    t.add_argument("--page", default=str(INSTRUCTORS),
+                   help="page whose exercise-times table is rewritten (only when no chapters are named)")
+    w = sub.add_parser("times-table", help="rewrite the table of book/instructors.md from the times JSON")
+    w.add_argument("--json", default=str(TIMES_JSON))
+    w.add_argument("--page", default=str(INSTRUCTORS))
     a = ap.parse_args(argv)
     if a.cmd == "student":
         eds = write_student_edition(Path(a.out_dir), _chapter_paths(a.chapters), clear_all=a.clear_all)
@@ -757,7 +821,13 @@ def main(argv=None) -> None:
         rows = grade(Path(a.submissions), Path(a.out), _chapter_paths(a.chapters), timeout=a.timeout)
         print(f"{sum(r['points'] for r in rows)} of {len(rows)} points; table in {a.out}")
     elif a.cmd == "time":
-        time_exercises(_chapter_paths(a.chapters), Path(a.out))
+        res = time_exercises(_chapter_paths(a.chapters), Path(a.out))
+        if not a.chapters:
+            write_times_table(res, Path(a.page))
+            print(f"table of {len(res['exercises'])} exercises written to {a.page}")
+    elif a.cmd == "times-table":
+        write_times_table(json.loads(Path(a.json).read_text()), Path(a.page))
+        print(f"table written to {a.page} from {a.json}")
     else:
         out = Path(a.out_dir)
         out.mkdir(parents=True, exist_ok=True)
