@@ -402,3 +402,14 @@ def test_mixture_argument_validation():
         data.gaussian_mixture(10, 8, 2, 2, sample_seed=-1)
     with pytest.raises(TypeError, match="weights"):
         data.gaussian_mixture(10, 8, 2, 2, weights=["a", "b"])
+
+
+def test_results_file_loader_names_the_command_and_missing_keys(tmp_path):
+    import json
+    from utils.results_file import load_results
+    with pytest.raises(FileNotFoundError, match="python -m utils.x"):
+        load_results(tmp_path / "r.json", command="python -m utils.x")
+    (tmp_path / "r.json").write_text(json.dumps({"runs": []}))
+    with pytest.raises(ValueError, match="not a demo file .missing provenance"):
+        load_results(tmp_path / "r.json", command="c", keys=("provenance", "runs"), kind="demo")
+    assert load_results(tmp_path / "r.json", command="c", keys=("runs",)) == {"runs": []}

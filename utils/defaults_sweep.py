@@ -153,9 +153,8 @@ def main(argv=None) -> dict:
 
 def load_results(path: Path = OUT) -> dict:
     """The results file written by :func:`main`."""
-    if not Path(path).exists():
-        raise FileNotFoundError(f"{Path(path).name} not found: run python -m utils.defaults_sweep")
-    return json.loads(Path(path).read_text())
+    from .results_file import load_results as load
+    return load(path, command="python -m utils.defaults_sweep")
 
 
 if __name__ == "__main__":

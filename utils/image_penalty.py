@@ -210,13 +210,9 @@ def main(argv=None) -> int:
 
 def load_results(path=DEFAULT_OUT) -> dict:
     """The results file written by this command, validated (provenance, settings, runs)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no results file {path.name}; make it with python -m utils.image_penalty")
-    result = json.loads(path.read_text())
-    if not {"provenance", "settings", "runs"} <= set(result):
-        raise ValueError(f"{path.name} is not an image-penalty results file")
-    return result
+    from .results_file import load_results as load
+    return load(path, command="python -m utils.image_penalty", keys=("provenance", "settings", "runs"),
+                kind="image-penalty results")
 
 
 if __name__ == "__main__":

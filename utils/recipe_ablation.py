@@ -434,13 +434,9 @@ SUMMARY_MEASURES = ("best_cosine_min", "live_neurons_5pct", "top1_share", "merge
 
 def load_results(path=DEFAULT_OUT) -> dict:
     """The results file written by this command, validated (its runs and provenance)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no results file {path.name}; make it with python -m utils.recipe_ablation")
-    result = json.loads(path.read_text())
-    if not {"provenance", "settings", "runs"} <= set(result):
-        raise ValueError(f"{path.name} is not a recipe-ablation results file")
-    return result
+    from .results_file import load_results as load
+    return load(path, command="python -m utils.recipe_ablation", keys=("provenance", "settings", "runs"),
+                kind="recipe-ablation results")
 
 
 def summarize(runs: list[dict], measures=SUMMARY_MEASURES) -> list[dict]:

@@ -4,9 +4,6 @@ the steering measurements. The chapter calls these on a live run or on a GPU run
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 
 from . import detection
@@ -21,13 +18,9 @@ image from any seed. Fixed before looking at any result; the chapter shows the d
 def load_results(path) -> dict:
     """A merged results file (``python -m utils.sd_experiment merge``) -> dict with ``meta`` and
     ``records``; a missing file raises ``FileNotFoundError`` naming it."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no results file {path.name}; run python -m utils.sd_experiment")
-    res = json.loads(path.read_text())
-    if "records" not in res or "meta" not in res:
-        raise ValueError(f"{path.name} is not a merged results file (needs 'meta' and 'records')")
-    return res
+    from .results_file import load_results as load
+    return load(path, command="python -m utils.sd_experiment", keys=("meta", "records"),
+                kind="merged results")
 
 
 def generation_table(records, layer: str = PROBE_LAYER) -> dict:

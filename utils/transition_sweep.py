@@ -361,13 +361,9 @@ if __name__ == "__main__":
 # ---------------------------------------------------------------------------------------------
 def load_results(path=DEFAULT_OUT) -> dict:
     """The results file written by this command, validated."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no results file {path.name}; make it with python -m utils.transition_sweep")
-    result = json.loads(path.read_text())
-    if not {"provenance", "config", "transition", "hybrid"} <= set(result):
-        raise ValueError(f"{path.name} is not a transition-sweep results file")
-    return result
+    from .results_file import load_results as load
+    return load(path, command="python -m utils.transition_sweep",
+                keys=("provenance", "config", "transition", "hybrid"), kind="transition-sweep results")
 
 
 def curves(rows: list[dict], *, p: int, sigma: float, family: str, key: str) -> tuple[np.ndarray, np.ndarray]:
