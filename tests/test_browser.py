@@ -8,7 +8,7 @@ For every page it checks that
 * math is typeset (MathJax ``mjx-container`` on pages whose source has math; no raw TeX left in
   any ``.math`` element, navigation included; no TeX error);
 * every image loaded (complete, natural width > 0), the images that widgets draw included;
-* every image of a cell output has a non-empty ``alt`` text (widget images excepted: see the check);
+* every image of a cell output has a non-empty ``alt`` text, the images that widgets draw included;
 * every widget renders, and moving each slider (keyboard on its handle) or picking another value
   of each dropdown changes the image shown (the pixels are compared);
 * every exercise solution (sphinx-togglebutton on ``.solution.dropdown``) has content, starts
@@ -260,19 +260,16 @@ def test_every_image_loads(loaded):
 
 
 def test_output_images_have_alt_text(loaded):
-    """Every figure a code cell shows carries alternative text (cell metadata
-    ``mystnb.image.alt``, checked in the sources by tests/test_accessibility.py).
-
-    Images drawn by widgets are excepted: ``utils.explorer`` shows them with ``ipywidgets.Image``,
-    which (ipywidgets 8) has no ``alt`` trait, so the ``img`` it renders cannot carry one; the
-    widget's slider label and the markdown above it describe what it shows."""
+    """Every image a code cell shows carries alternative text: figures through cell metadata
+    ``mystnb.image.alt``, the images widgets draw through the ``alt`` that ``utils.explorer``
+    writes into their ``<img>`` (both checked in the sources by tests/test_accessibility.py)."""
     images = loaded.page.evaluate("""() => [...document.querySelectorAll('.cell_output img')]
         .map(img => ({src: (img.currentSrc || img.src).split('/').pop().slice(0, 40),
                       alt: (img.getAttribute('alt') || '').trim(),
                       widget: !!img.closest('.widget-subarea, .jupyter-widgets')}))""")
     if not images:
         pytest.skip("no images in cell outputs on this page")
-    missing = [i["src"] for i in images if not i["widget"] and not i["alt"]]
+    missing = [i["src"] + (" (in a widget)" if i["widget"] else "") for i in images if not i["alt"]]
     assert not missing, (f"{loaded.name}: {len(missing)} cell-output images without alt text "
                          f"(set the cell's mystnb.image.alt metadata): {missing}")
 

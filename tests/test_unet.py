@@ -123,12 +123,17 @@ def test_dropdown_explorer():
     png = b"\x89PNG\r\n\x1a\n" + b"0" * 10
     opts = {"layer": ["a", "b"], "t": [1, 2, 3]}
     pngs = {(l, t): png for l in opts["layer"] for t in opts["t"]}
-    box = png_dropdowns(pngs, opts)
+    alt = "Histogram of the probe's activations at layer {layer} and timestep {t}"
+    box = png_dropdowns(pngs, opts, alt=alt)
     dropdowns, root = box.children[0].children, box.children[1]
     assert [d.description for d in dropdowns] == ["layer", "t"]
     assert len(root.children) == 2 and len(root.children[0].children) == 3
+    assert 'alt="Histogram of the probe&#x27;s activations at layer b and timestep 2"' \
+        in root.children[1].children[1].value
+    with pytest.raises(ValueError, match="{t}"):
+        png_dropdowns(pngs, opts, alt="Histogram of the probe's activations at layer {layer} here")
     del pngs[("b", 3)]
     with pytest.raises(ValueError, match="no image"):
-        png_dropdowns(pngs, opts)
+        png_dropdowns(pngs, opts, alt=alt)
     with pytest.raises(TypeError, match="PNG"):
-        png_dropdowns({(l, t): b"nope" for l in opts["layer"] for t in opts["t"]}, opts)
+        png_dropdowns({(l, t): b"nope" for l in opts["layer"] for t in opts["t"]}, opts, alt=alt)
