@@ -103,8 +103,15 @@ def test_check_empirical_jacobian():
 
 
 def test_check_copy_ratio_accepts_the_experiment_and_rejects_a_wrong_one():
+    from utils.models import split_parallel
+    from utils.train import fit_dae
+
     def right(model, units, optimizer, lr, steps, X, sigma):   # the experiment as the chapter runs it
-        return exercises._copy_ratio_reference(model, units, optimizer, lr, steps, X, sigma)
+        net = split_parallel(model, units, (0.6, 0.8))
+        fit_dae(net, X, sigma=sigma, seed=1, sparsity=0.0, optimizer=optimizer, lr=lr, steps=steps)
+        norms = net.encoder_weight.detach().norm(dim=1)
+        first, second = norms[model.p - len(units):model.p], norms[model.p:]
+        return (torch.minimum(first, second) / torch.maximum(first, second)).numpy()
 
     def no_training(model, units, optimizer, lr, steps, X, sigma):
         return torch.full((len(units),), 0.75)
@@ -123,10 +130,10 @@ def test_gradable_reports_a_stub_as_not_attempted_and_hidden_cases_run(capsys):
     assert "ex-implement-emp: not attempted" in capsys.readouterr().out
     assert exercises.check_empirical_denoiser(stub, hidden=True) is False
 
-    from utils.diffusion import empirical_denoiser
-
     def right(y, X, sigma):
-        return empirical_denoiser(torch.from_numpy(y), torch.from_numpy(X), sigma).numpy()
+        logits = -((y[:, None, :] - X[None]) ** 2).sum(-1) / (2 * sigma ** 2)
+        w = np.exp(logits - logits.max(1, keepdims=True))
+        return (w / w.sum(1, keepdims=True)) @ X
 
     calls = []
 
@@ -162,3 +169,83 @@ def test_every_checker_is_gradable_and_takes_hidden():
             f = getattr(exercises, name)
             assert getattr(f, "gradable", False), f"{name} lacks @gradable"
             assert "hidden" in inspect.signature(f.__wrapped__).parameters, f"{name} lacks hidden="
+
+
+# ---- the reference guard: a reader's function may not call the book's own answer ----------
+def _own_f_emp(y, X, sigma):
+    logits = -((y[:, None, :] - X[None]) ** 2).sum(-1) / (2 * sigma ** 2)
+    w = np.exp(logits - logits.max(1, keepdims=True))
+    return (w / w.sum(1, keepdims=True)) @ X
+
+
+def _ways_to_call_the_reference():
+    """Answers that return the right numbers by calling utils.diffusion.empirical_denoiser."""
+    import importlib
+
+    from utils import diffusion
+    from utils.diffusion import empirical_denoiser as alias
+
+    def direct(y, X, sigma):
+        from utils.diffusion import empirical_denoiser
+        return empirical_denoiser(torch.from_numpy(y), torch.from_numpy(X), sigma).numpy()
+
+    def through_an_alias(y, X, sigma):
+        return alias(torch.from_numpy(y), torch.from_numpy(X), sigma).numpy()
+
+    def through_getattr(y, X, sigma):
+        f = getattr(importlib.import_module("utils." + "diffusion"), "empirical_" + "denoiser")
+        return f(torch.from_numpy(y), torch.from_numpy(X), sigma).numpy()
+
+    def through_a_default(y, X, sigma, _f=diffusion.empirical_denoiser):
+        return _f(torch.from_numpy(y), torch.from_numpy(X), sigma).numpy()
+
+    def only_on_hard_cases(y, X, sigma):             # its own code, the reference where it is hard
+        return direct(y, X, sigma) if sigma < 0.05 else _own_f_emp(y, X, sigma)
+
+    def switching_the_guard_off(y, X, sigma):
+        import sys
+        sys.setprofile(None)
+        return direct(y, X, sigma)
+
+    return [direct, through_an_alias, through_getattr, through_a_default, only_on_hard_cases,
+            switching_the_guard_off]
+
+
+@pytest.mark.parametrize("answer", _ways_to_call_the_reference(), ids=lambda f: f.__name__)
+@pytest.mark.parametrize("hidden", [False, True])
+def test_calling_the_books_reference_fails_the_check(answer, hidden):
+    with pytest.raises(AssertionError, match="book's own answer") as err:
+        exercises.check_empirical_denoiser(answer, hidden=hidden)
+    assert "empirical_denoiser" in str(err.value) or "setprofile" in str(err.value)
+    import sys
+    assert sys.getprofile() is None                              # the hook is always removed
+
+
+def test_the_guard_passes_own_code_and_allowed_library_calls():
+    assert exercises.check_empirical_denoiser(_own_f_emp, hidden=True) is True
+
+    from utils import metrics
+
+    def pr(H):                        # a library helper that is not this exercise's answer is fine
+        A = metrics._rows(H)
+        sq, q = (A ** 2).sum(1), (A ** 4).sum(1)
+        return np.where(q > 0, sq ** 2 / np.where(q > 0, q, 1), 0.0)
+    assert exercises.check_spikiness(pr, "participation_ratio", hidden=True) is True
+    with pytest.raises(AssertionError, match="participation_ratio"):
+        exercises.check_spikiness(metrics.participation_ratio, "participation_ratio")
+
+
+def test_the_private_references_are_always_forbidden():
+    def right(model, units, optimizer, lr, steps, X, sigma):
+        return exercises._copy_ratio_reference(model, units, optimizer, lr, steps, X, sigma)
+    with pytest.raises(AssertionError, match="_copy_ratio_reference"):
+        exercises.check_copy_ratio(right)
+
+
+def test_every_forbidden_name_resolves_to_a_function():
+    for name in dir(exercises):
+        f = getattr(exercises, name)
+        if name.startswith("check_"):
+            exercises.ReferenceGuard(f.forbid)                    # ValueError if a name is stale
+    with pytest.raises(ValueError, match="does not name a function"):
+        exercises.ReferenceGuard(["utils.metrics.no_such_function"])

@@ -29,8 +29,22 @@ def test_optimal_linear_denoiser_checker(capsys):
 
 
 def test_spikiness_checker():
-    assert exercises.check_spikiness(lambda H: metrics.spikiness(H, "gini"), "gini") is True
-    assert exercises.check_spikiness(metrics.participation_ratio, "participation_ratio") is True
+    def gini(H):                                    # Hurley and Rickard's Gini index, row by row
+        c = np.sort(np.abs(H), axis=1)
+        p = H.shape[1]
+        tot = c.sum(1, keepdims=True)
+        k = np.arange(1, p + 1)
+        g = 1 - 2 * ((c / np.where(tot > 0, tot, 1)) * (p - k + 0.5) / p).sum(1)
+        return np.where(tot[:, 0] > 0, g, 0.0)
+
+    def pr(H):
+        sq, q = (H ** 2).sum(1), (H ** 4).sum(1)
+        return np.where(q > 0, sq ** 2 / np.where(q > 0, q, 1), 0.0)
+
+    assert exercises.check_spikiness(gini, "gini") is True
+    assert exercises.check_spikiness(pr, "participation_ratio") is True
+    with pytest.raises(AssertionError, match="book's own answer"):       # the library's own measure
+        exercises.check_spikiness(lambda H: metrics.spikiness(H, "gini"), "gini")
 
     def top1_nan_on_zero(H):
         return (H ** 2).max(1) / (H ** 2).sum(1)

@@ -8,11 +8,19 @@ the reference code, and never print a reference value: a failure names the case 
 Every checker is decorated with :func:`gradable` and takes ``hidden: bool = False``: with
 ``hidden=True`` (what ``python -m utils.course grade`` calls) it runs further cases (other seeds,
 shapes and edge cases) that the practice call never shows. A new checker must do the same.
+
+A reader's function may not call the book's own answer: ``@gradable(forbid=...)`` names the
+``utils`` functions an exercise asks the reader to write (and every ``_*_reference`` of this
+module is always forbidden). While the reader's function runs, a profile hook
+(:class:`ReferenceGuard`) records calls of those functions, however they were reached (an alias,
+``getattr``, a default argument, a chapter helper), and the check then fails and says which one.
 """
 from __future__ import annotations
 
 import functools
+import importlib
 import re
+import sys
 
 import numpy as np
 import torch
@@ -57,27 +65,115 @@ def _not_attempted(exc: BaseException):
     return None
 
 
-def gradable(check):
-    """Decorator for every ``check_*``: a reader's function that raises ``NotImplementedError``
-    (the student edition's stub, ``python -m utils.course student``) is reported as
-    ``ex-...: not attempted`` and the checker returns False instead of raising, so a notebook with
-    unanswered exercises still runs top to bottom. ``hidden=True`` (the grader's call) is passed
-    on to the checker, which then also runs cases the practice call never shows."""
+def _resolve(path: str):
+    """The function named ``"package.module.name"`` (``ValueError`` if there is none)."""
+    module, _, name = path.rpartition(".")
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ValueError(f"forbidden reference {path!r} does not name a function") from exc
+    if not callable(fn):
+        raise ValueError(f"forbidden reference {path!r} is not callable")
+    return fn
+
+
+def _code_objects(fn) -> list:
+    """The code objects a call of ``fn`` runs first (through ``functools.wraps`` chains)."""
+    out, seen = [], set()
+    while fn is not None and id(fn) not in seen:
+        seen.add(id(fn))
+        code = getattr(fn, "__code__", None)
+        if code is not None:
+            out.append(code)
+        fn = getattr(fn, "__wrapped__", None)
+    return out
+
+
+class ReferenceGuard:
+    """Records calls of forbidden functions made while a reader's function runs.
+
+    ``guard.wrap(fn)`` returns ``fn`` behind a ``sys.setprofile`` hook that notes every call of a
+    forbidden function's code (and a reader's function that switches the hook off); ``hits`` lists
+    the names seen, in order, without repeats.
+    """
+
+    def __init__(self, paths):
+        self.codes = {}
+        for path in paths:
+            for code in _code_objects(_resolve(path)):
+                self.codes[code] = path
+        for name, f in vars(sys.modules[__name__]).items():
+            if name.startswith("_") and name.endswith("_reference") and callable(f):
+                for code in _code_objects(f):
+                    self.codes[code] = f"{__name__}.{name}"
+        self.hits: list[str] = []
+
+    def _hit(self, name: str) -> None:
+        if name not in self.hits:
+            self.hits.append(name)
+
+    def wrap(self, fn):
+        codes = self.codes
+
+        @functools.wraps(fn)
+        def guarded(*args, **kwargs):
+            outer = sys.getprofile()
+
+            def hook(frame, event, arg):
+                if event == "call" and frame.f_code in codes:
+                    self._hit(codes[frame.f_code])
+                if outer is not None:
+                    outer(frame, event, arg)
+            sys.setprofile(hook)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                if sys.getprofile() is not hook:
+                    self._hit("sys.setprofile (the guard was switched off)")
+                sys.setprofile(outer)
+        return guarded
+
+    def verdict(self) -> None:
+        """Raise ``AssertionError`` naming what was called, if anything forbidden was."""
+        if self.hits:
+            raise AssertionError(f"your function calls {', '.join(self.hits)}: that is the book's "
+                                 "own answer to this exercise (what the checker compares against); "
+                                 "write the computation yourself")
+
+
+def gradable(check=None, *, forbid: tuple[str, ...] = ()):
+    """Decorator for every ``check_*`` (bare, or ``@gradable(forbid=("utils.x.f", ...))``).
+
+    A reader's function that raises ``NotImplementedError`` (the student edition's stub,
+    ``python -m utils.course student``) is reported as ``ex-...: not attempted`` and the checker
+    returns False instead of raising, so a notebook with unanswered exercises still runs top to
+    bottom. ``hidden=True`` (the grader's call) is passed on to the checker, which then also runs
+    cases the practice call never shows. The reader's function runs behind a
+    :class:`ReferenceGuard` over ``forbid``: calling one of them fails the check.
+    """
+    if check is None:
+        return functools.partial(gradable, forbid=tuple(forbid))
+
     @functools.wraps(check)
     def wrapper(fn, *args, hidden: bool = False, **kwargs):
+        guard = ReferenceGuard(forbid)
         try:
-            return check(fn, *args, hidden=hidden, **kwargs)
+            result = check(guard.wrap(fn) if callable(fn) else fn, *args, hidden=hidden, **kwargs)
         except Exception as exc:
             label = _not_attempted(exc)
             if label is None:
+                guard.verdict()
                 raise
             print(f"{label}: not attempted")
             return False
+        guard.verdict()
+        return result
     wrapper.gradable = True
+    wrapper.forbid = tuple(forbid)
     return wrapper
 
 
-@gradable
+@gradable(forbid=("utils.diffusion.empirical_denoiser", "utils.diffusion.posterior_weights"))
 def check_empirical_denoiser(fn, hidden: bool = False) -> bool:
     """Check a reader's empirical denoiser ``fn(y, X, sigma) -> (m, d)`` (chapter 1).
 
@@ -148,7 +244,8 @@ def _call(fn, args, case: str):
         raise AssertionError(f"case '{case}': your function raised {type(exc).__name__}: {exc}") from exc
 
 
-@gradable
+@gradable(forbid=("utils.linear_dae.optimal_linear_denoiser", "utils.linear_dae.wiener_shrinkage",
+                  "utils.memorization.linear_denoiser"))
 def check_optimal_linear_denoiser(fn, hidden: bool = False) -> bool:
     """Check a reader's ``fn(S, sigma, q) -> A`` (chapter 4): the rank-<=q matrix A (d, d) that
     minimizes E||A(x + sigma eps) - x||^2 for data with second moment S (d, d), i.e. the top-q
@@ -191,7 +288,7 @@ def check_optimal_linear_denoiser(fn, hidden: bool = False) -> bool:
     return True
 
 
-@gradable
+@gradable(forbid=("utils.metrics.spikiness", "utils.metrics.participation_ratio"))
 def check_spikiness(fn, kind: str, hidden: bool = False) -> bool:
     """Check a reader's spikiness measure ``fn(H) -> (n,)`` (chapter 5) against
     ``utils.metrics.spikiness(H, kind)`` (or ``participation_ratio`` for kind="participation_ratio").
@@ -236,7 +333,7 @@ def check_spikiness(fn, kind: str, hidden: bool = False) -> bool:
     return True
 
 
-@gradable
+@gradable(forbid=("utils.gmm.responsibilities", "utils.gmm.mixture_denoiser"))
 def check_mixture_responsibilities(fn, hidden: bool = False) -> bool:
     """Check a reader's ``fn(y, params, sigma) -> (m, k)`` (chapter 2): the posterior cluster
     probabilities P(j | y) of a :class:`utils.data.MixtureParams` observed with noise sigma.
@@ -276,7 +373,7 @@ def check_mixture_responsibilities(fn, hidden: bool = False) -> bool:
     return True
 
 
-@gradable
+@gradable(forbid=("utils.memorization.memorization_scale", "utils.memorization.memorizing_weights"))
 def check_memorization_scale(fn, hidden: bool = False) -> bool:
     """Check a reader's ``fn(norms, sigma, lam) -> (n,)`` (chapter 3): the optimal squared scales
     s_k = max(0, (r_k g(r_k) - n lam/2) / (q(r_k) + (n-1) sigma^2/2)) of the memorizing solution,
@@ -312,7 +409,7 @@ def check_memorization_scale(fn, hidden: bool = False) -> bool:
     return True
 
 
-@gradable
+@gradable(forbid=("utils.metrics.tpr_at_fpr",))
 def check_tpr_at_fpr(fn, hidden: bool = False) -> bool:
     """Check a reader's ``fn(scores, labels, fpr) -> float`` (chapter 9): the largest true-positive
     rate over thresholds whose false-positive rate is at most ``fpr``, where an input is flagged
@@ -360,7 +457,7 @@ def check_tpr_at_fpr(fn, hidden: bool = False) -> bool:
     return True
 
 
-@gradable
+@gradable(forbid=("utils.diffusion.empirical_jacobian",))
 def check_empirical_jacobian(fn, hidden: bool = False) -> bool:
     """Check a reader's ``fn(y, X, sigma) -> (d, d)``: the Jacobian of the empirical denoiser at
     one input y (d,) for training points X (n, d) (chapter 10). Cases: a moderate noise level, a
