@@ -1,7 +1,4 @@
 """The chapter 6 penalty-factor command (utils.image_penalty) and its helpers."""
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,14 +7,14 @@ import torch
 from utils import image_penalty as ip
 from utils.models import ReLUDAE
 
+from conftest import run_results_command
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_command_writes_results_with_provenance(tmp_path):
     out = tmp_path / "penalty.json"
-    proc = subprocess.run([sys.executable, "-m", "utils.image_penalty", "--quick", "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    run_results_command("image_penalty", out)
     result = ip.load_results(out)
     assert {"command", "date", "torch", "seconds", "machine"} <= set(result["provenance"])
     runs = result["runs"]

@@ -1,8 +1,6 @@
 """The recipe ablation command, the official recipe, the optimizer option of fit_dae, the
 generalization / hybrid helpers and the seed intervals."""
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,14 +14,14 @@ from utils.models import ReLUDAE
 from utils.official_recipe import fit_dae_official
 from utils.train import fit_dae
 
+from conftest import run_results_command
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_ablation_command_writes_results_with_provenance(tmp_path):
     out = tmp_path / "ablation.json"
-    proc = subprocess.run([sys.executable, "-m", "utils.recipe_ablation", "--quick", "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    run_results_command("recipe_ablation", out)
     result = json.loads(out.read_text())
     assert {"command", "date", "torch", "seconds", "machine"} <= set(result["provenance"])
     runs = [r for r in result["runs"] if r["regime"] == "memorization"]

@@ -1,7 +1,5 @@
 """The transition sweep command and its helpers (chapter 4)."""
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,14 +9,14 @@ import torch
 from utils import linear_dae, transition_sweep as ts
 from utils.models import ReLUDAE
 
+from conftest import run_results_command
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_sweep_command_writes_results_with_provenance(tmp_path):
     out = tmp_path / "sweep.json"
-    proc = subprocess.run([sys.executable, "-m", "utils.transition_sweep", "--quick", "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    run_results_command("transition_sweep", out)
     result = ts.load_results(out)
     prov = result["provenance"]
     assert {"command", "date", "torch", "numpy", "seconds", "machine", "threads"} <= set(prov)

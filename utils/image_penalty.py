@@ -40,8 +40,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -54,6 +52,7 @@ from .linear_dae import optimal_linear_denoiser
 from .metrics import merge_parallel_units, psnr, spikiness, stored_mask, weight_data_cosine
 from .models import ReLUDAE
 from .train import dae_defaults, fit_dae
+from .results_file import provenance
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "book" / "results" / "image_penalty.json"
@@ -191,12 +190,7 @@ def main(argv=None) -> int:
     rows = run(seeds=seeds, steps=steps)
     shown = ["--quick"] if args.quick else [f"--seeds={args.seeds}"]
     result = {
-        "provenance": {
-            "command": "python -m utils.image_penalty " + " ".join(shown),
-            "date": time.strftime("%Y-%m-%d"), "seconds": round(time.perf_counter() - start, 1),
-            "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(),
-            "machine": platform.machine(), "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
-        },
+        "provenance": provenance("python -m utils.image_penalty " + " ".join(shown), start),
         "settings": {"p": P, "sigma": SIGMA, "n_mem": N_MEM, "n_test": N_TEST, "n_test_digits": N_TEST_DIGITS, "shifts": SHIFTS,
                      "penalties": list(PENALTIES), "equal_penalty": EQUAL_PENALTY, "steps": steps,
                      "alive_fraction": ALIVE_FRACTION, "seeds": seeds},

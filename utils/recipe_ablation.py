@@ -54,7 +54,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -71,6 +70,7 @@ from .models import ReLUDAE
 from .official_recipe import fit_dae_official
 from .regimes import hybrid_dataset, imbalanced_mixture, noisy, per_sample_measures, regime_summary
 from .train import fit_dae
+from .results_file import provenance
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "book" / "results" / "recipe_ablation.json"
@@ -396,12 +396,8 @@ def main(argv=None) -> int:
     rows = run_all(kw, kw_regimes, jobs=args.jobs)
     argv_shown = ["--quick"] if args.quick else [f"--seeds={args.seeds}"]
     result = {
-        "provenance": {
-            "command": "python -m utils.recipe_ablation " + " ".join(argv_shown),
-            "date": time.strftime("%Y-%m-%d"), "seconds": round(time.perf_counter() - start, 1),
-            "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(),
-            "machine": platform.machine(), "cpus": os.cpu_count(), "threads": torch.get_num_threads(), "jobs": args.jobs,
-        },
+        "provenance": provenance("python -m utils.recipe_ablation " + " ".join(argv_shown), start,
+                                 jobs=args.jobs),
         "settings": {"n": N, "p": P, "sigma": SIGMA, "official_snapshots": list(OFFICIAL_SNAPSHOTS),
                      **{k: v for k, v in kw.items() if k != "datasets"},
                      "datasets": list(kw.get("datasets", ("digits", "faces"))),

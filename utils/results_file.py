@@ -1,8 +1,25 @@
-"""Read the JSON results files that the book's documented commands write to ``book/results/``."""
+"""The JSON results files that the book's documented commands write to ``book/results/``: their
+provenance block (:func:`provenance`) and a validated reader (:func:`load_results`)."""
 from __future__ import annotations
 
 import json
+import os
+import platform
+import time
 from pathlib import Path
+
+
+def provenance(command: str, start: float, **extra) -> dict:
+    """The ``"provenance"`` block of a results file: the command line that made it, today's date,
+    the wall seconds since ``start`` (a ``time.perf_counter()`` value), the library versions and
+    the machine, then ``extra`` (for example ``jobs=2``) -> dict."""
+    import numpy as np
+    import torch
+    return {"command": command, "date": time.strftime("%Y-%m-%d"),
+            "seconds": round(time.perf_counter() - start, 1), "torch": torch.__version__,
+            "numpy": np.__version__, "python": platform.python_version(),
+            "machine": platform.machine(), "cpus": os.cpu_count(),
+            "threads": torch.get_num_threads(), **extra}
 
 
 def load_results(path, *, command: str, keys=(), kind: str = "results") -> dict:

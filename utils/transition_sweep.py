@@ -27,14 +27,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from .results_file import provenance
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "book" / "results" / "transition_sweep.json"
@@ -334,12 +334,7 @@ def main(argv=None) -> int:
                          "recipe": "fit_dae defaults", "steps": hkw.get("steps") or "fit_dae default",
                          "weight_decay": WEIGHT_DECAY}}
     result = {
-        "provenance": {
-            "command": "python -m utils.transition_sweep " + " ".join(argv_shown),
-            "date": time.strftime("%Y-%m-%d"), "seconds": round(time.perf_counter() - start, 1),
-            "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(),
-            "machine": platform.machine(), "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
-        },
+        "provenance": provenance("python -m utils.transition_sweep " + " ".join(argv_shown), start),
         "config": config,
         "transition": trans,
         "hybrid": hyb,
