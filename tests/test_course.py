@@ -6,7 +6,9 @@ static analysis on small made-up notebooks. Slow tests: the student edition of e
 code differs from the book's executes top to bottom (``test_student_edition_executes[<chapter>]``;
 218 s for the eight chapters at a load average of about 2 on 2 cores), and grading the filled-in
 edition (the book's solutions pasted back) gives full marks (``test_filled_in_edition_gets_full_marks``,
-36 s).
+36 s), and the nbgrader round trip on chapters 9 and 1 (generate_assignment, autograde of three
+students, export; ``test_nbgrader_round_trip_full_marks_zero_and_hidden_tests``, 95 s). nbgrader is
+in tests/requirements.txt: the nbgrader tests fail, not skip, without it.
 """
 from __future__ import annotations
 
@@ -137,6 +139,17 @@ def test_blank_edition_grades_to_zero_and_a_wrong_answer_gets_no_value(tmp_path)
     assert (tmp_path / "scores.csv").read_text().splitlines()[0] == "student,chapter,exercise,points,message"
 
 
+def _gamed_tpr(fn: str) -> str:
+    """An answer to ex-code-tpr that passes the practice cases and fails a hidden one (fpr = 1): a
+    correct threshold sweep of its own (the checkers refuse calls of the book's tpr_at_fpr) that
+    returns 0 when every input may be flagged."""
+    return (f"import numpy as np\n\ndef {fn}(scores, labels, fpr):\n"
+            "    if fpr >= 1:\n        return 0.0\n"
+            "    pos, neg = scores[labels == 1], scores[labels == 0]\n"
+            "    rates = [(np.mean(neg >= t), np.mean(pos >= t)) for t in list(np.unique(scores)) + [np.inf]]\n"
+            "    return max(tp for fp, tp in rates if fp <= fpr)\n")
+
+
 def test_grading_runs_hidden_cases_and_reports_without_values(tmp_path):
     ed = EDITIONS["09_detection"]
     ex = next(x for x in ed.exercises if "tpr" in x.checkers[0])
@@ -145,9 +158,7 @@ def test_grading_runs_hidden_cases_and_reports_without_values(tmp_path):
     pts, msg = course.grade_exercise(ed, ex, wrong, timeout=120)
     assert pts == 0 and msg.startswith("failed: case") and "expected" not in msg and "0.5" not in msg
     # right on the practice cases, wrong on a hidden edge case (fpr = 1): no point
-    gamed = (f"import numpy as np\nfrom utils.metrics import tpr_at_fpr\n\ndef {fn}(scores, labels, fpr):\n"
-             "    return 0.0 if fpr >= 1 else tpr_at_fpr(scores, labels, fpr)\n")
-    pts, msg = course.grade_exercise(ed, ex, gamed, timeout=120)
+    pts, msg = course.grade_exercise(ed, ex, _gamed_tpr(fn), timeout=120)
     assert pts == 0 and "hidden" in msg
     pts, msg = course.grade_exercise(ed, ex, ex.solution, timeout=120)
     assert pts == 1, msg
@@ -171,6 +182,36 @@ def test_command_line_writes_the_edition(tmp_path):
     assert (tmp_path / "09_detection.ipynb").exists() and (tmp_path / "exercises.json").exists()
     with pytest.raises(ValueError, match="unknown chapter"):
         course.main(["student", str(tmp_path), "no-such-chapter"])
+
+
+def test_the_handout_holds_only_what_students_need_and_runs(tmp_path):
+    """The handout folder: the student edition with its data, utils, requirements and a README;
+    no tests (they hold working answers), no git history, no instructor notebooks; no solution
+    line (> 30 characters) in any of its text files outside utils/; chapter 9 runs in it as it is."""
+    from nbclient import NotebookClient
+    out = tmp_path / "handout"
+    course.main(["handout", str(out), "09", "01", "--title", "Problem set 1"])
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "book", "requirements.txt", "utils"]
+    assert not list(out.rglob("test_*.py")) and not list(out.rglob(".git"))
+    assert sorted(p.name for p in (out / "book").glob("*.ipynb")) == ["01_denoisers.ipynb", "09_detection.ipynb"]
+    assert (out / "README.md").read_text().startswith("# Problem set 1")
+    sol = {l.strip() for ch in ("09_detection", "01_denoisers") for t in EDITIONS[ch].solution_texts
+           for l in t.splitlines() if len(l.strip()) > 30}
+    outside = "\n".join(c.source for ch in ("09_detection", "01_denoisers") for c in
+                        nbformat.read(str(course.BOOK / f"{ch}.ipynb"), as_version=4).cells)
+    for ch in ("09_detection", "01_denoisers"):
+        for t in EDITIONS[ch].solution_texts:
+            outside = outside.replace(t, "")
+    for f in out.rglob("*"):
+        if f.is_file() and "utils" not in f.relative_to(out).parts and f.suffix in (".ipynb", ".md", ".json", ".txt"):
+            text = f.read_text(errors="ignore")
+            leaks = [l for l in sol if l in text and l not in outside and not _allowed_stub_line(l)]
+            assert not leaks, (f.name, leaks[:3])
+    nb = nbformat.read(str(out / "book" / "09_detection.ipynb"), as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(out / "book")}}).execute()
+    with pytest.raises(FileExistsError):
+        course.write_handout(out)
 
 
 def _same_code_as_book(chapter):
@@ -217,19 +258,145 @@ def test_answers_are_found_without_metadata():
     assert sorted(course.answers(nb)) == sorted(x.label for x in ed.exercises)
 
 
-def test_nbgrader_generate_assignment_accepts_the_source_edition(tmp_path):
-    """Runs only where nbgrader is installed (it is not in requirements.txt): nbgrader makes its
-    release from our source notebooks, with our stubs' signatures and without the hidden tests."""
-    pytest.importorskip("nbgrader")
+def _nbgrader(root: Path, *args: str, timeout: float = 120):
+    """Run ``nbgrader ARGS`` on the course directory ``root`` as a teacher would, with the book's
+    ``utils`` importable (PYTHONPATH) and a time limit; fail with nbgrader's log on an error."""
+    import os
     import subprocess
     import sys
-    course.main(["source", str(tmp_path / "source" / "ps1"), "09"])
-    subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", "ps1",
-                    f"--CourseDirectory.root={tmp_path}", "--no-db"], check=True, cwd=tmp_path)
-    nb = nbformat.read(str(tmp_path / "release" / "ps1" / "09_detection.ipynb"), as_version=4)
-    text = "\n".join(c.source for c in nb.cells)
-    assert "raise NotImplementedError()" in text and "hidden=True" not in text
-    assert "def my_tpr_at_fpr(scores, labels, fpr):" in text
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(course.ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    r = subprocess.run([sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.root={root}"],
+                       cwd=root, env=env, timeout=timeout, capture_output=True, text=True)
+    assert r.returncode == 0, f"nbgrader {' '.join(args)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    return r
+
+
+def _by_grade_id(nb, grade_id):
+    cell, = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id]
+    return cell
+
+
+def test_source_data_files_are_the_files_the_code_names(tmp_path):
+    """Relative paths that exist under book/ (with their .json sidecars) and nothing else."""
+    nb = _nb("x = load('results/planted_samples.safetensors')\ny = open('no/such/file.bin')",
+             "z = ('../results/planted_samples.json', '/abs/path.json', '09_detection.ipynb')",
+             "md:Text naming 'results/recipe_ablation.json' is not code.")
+    p = tmp_path / "99_data.ipynb"
+    nbformat.write(nb, str(p))
+    assert course.source_data_files(p) == [Path("results/planted_samples.safetensors"),
+                                           Path("results/planted_samples.json")]
+    assert Path("results/planted_samples.safetensors") in course.source_data_files(course.BOOK / "09_detection.ipynb")
+
+
+def test_nbgrader_release_of_every_chapter_keeps_the_stubs_and_hides_the_tests(tmp_path):
+    """``nbgrader generate_assignment`` (nbgrader is in tests/requirements.txt) makes the students'
+    release from the source notebooks of every chapter: each answer cell has exactly the student
+    edition's import and ``def`` lines and no solution line, each check cell exactly the practice
+    ``assert``s (no ``hidden=True``), the tags survive, and the data files travel. About 5 s."""
+    root = tmp_path
+    course.main(["source", str(root / "source" / "ps1")])
+    _nbgrader(root, "generate_assignment", "ps1", "--no-db")
+    for name, ed in EDITIONS.items():
+        rel = nbformat.read(str(root / "release" / "ps1" / f"{name}.ipynb"), as_version=4)
+        assert "hidden=True" not in "\n".join(c.source for c in rel.cells)
+        assert not any("### BEGIN" in c.source for c in rel.cells)
+        for ex in ed.exercises:
+            a, k = _by_grade_id(rel, ex.label), _by_grade_id(rel, f"{ex.label}-check")
+            assert a.metadata["tags"] == [f"exercise:{ex.label}"] and k.metadata["tags"] == [f"check:{ex.label}"]
+            stub = ed.nb.cells[ex.answer_index].source.splitlines()
+            assert a.source.splitlines()[:2] == stub[:2]              # the stub's instructions
+            sig = [l for l in stub if l.startswith(("import ", "from ", "def "))]
+            assert [l for l in a.source.splitlines() if l.startswith(("import ", "from ", "def "))] == sig
+            assert not [l for l in a.source.splitlines() if not _allowed_stub_line(l)]
+            assert "raise NotImplementedError()" in a.source
+            assert k.source.splitlines() == [f"assert {c}" for c in ex.checkers]
+        for f in course.source_data_files(course.BOOK / f"{name}.ipynb"):     # copied, then carried on
+            assert (root / "source" / "ps1" / f).stat().st_size > 0
+            assert (root / "release" / "ps1" / f).read_bytes() == (root / "source" / "ps1" / f).read_bytes()
+    assert course.answers(nbformat.read(str(root / "release" / "ps1" / "09_detection.ipynb"), as_version=4))
+
+
+NBGRADER_CHAPTERS = ["09_detection", "01_denoisers"]
+
+
+def test_nbgrader_round_trip_full_marks_zero_and_hidden_tests(tmp_path):
+    """What a teacher runs, end to end, on chapters 9 and 1 as assignment ``ps1``:
+    ``python -m utils.course source`` -> ``nbgrader db student import`` -> ``nbgrader
+    generate_assignment`` -> three submissions in ``submitted/<student>/ps1/`` -> ``nbgrader autograde``
+    -> ``nbgrader export``. ``filled`` (the release with the book's solutions in its answer cells) gets
+    every point and ``blank`` (the untouched release) none; ``gamed`` loses chapter 9's point with an
+    answer right on the practice cases and wrong on a hidden one (the hidden tests ran) and gets
+    chapter 1's with the filled-in *student edition* (``python -m utils.course student``: the same
+    grade ids), which nbgrader grades too. The lectures run without an error in nbgrader's folders
+    (their data files travel with the assignment). Measured: 95 s in all, 86 s of it autograde (about
+    30 s per student, 20 s of it chapter 9), at a load average of about 2 on 2 cores."""
+    import copy
+    import csv
+    import time
+    t0 = time.perf_counter()
+    root = tmp_path
+    course.main(["source", str(root / "source" / "ps1"), *NBGRADER_CHAPTERS])
+    (root / "students.csv").write_text("id,first_name,last_name\nfilled,F,Student\nblank,B,Student\ngamed,G,Student\n")
+    _nbgrader(root, "db", "student", "import", str(root / "students.csv"))
+    _nbgrader(root, "generate_assignment", "ps1")
+    release = {n: nbformat.read(str(root / "release" / "ps1" / f"{n}.ipynb"), as_version=4) for n in NBGRADER_CHAPTERS}
+    tpr = next(x for x in EDITIONS["09_detection"].exercises if "tpr" in x.checkers[0])
+    fn = re.search(r"check_\w+\((\w+)", tpr.checkers[0]).group(1)
+    for student in ("filled", "blank", "gamed"):
+        (root / "submitted" / student / "ps1").mkdir(parents=True)
+        for n in NBGRADER_CHAPTERS:
+            if student == "gamed" and n != "09_detection":       # the student edition, filled in
+                nb = course.filled_in(EDITIONS[n])
+                nbformat.write(nb, str(root / "submitted" / student / "ps1" / f"{n}.ipynb"))
+                continue
+            nb = copy.deepcopy(release[n])
+            for ex in EDITIONS[n].exercises:
+                cell = _by_grade_id(nb, ex.label)
+                header = "\n".join(l for l in cell.source.splitlines()[:2] if l.startswith("#"))
+                if student == "filled":
+                    cell.source = header + "\n" + ex.solution
+                elif student == "gamed":
+                    cell.source = header + "\n" + (_gamed_tpr(fn) if ex is tpr else ex.solution)
+            nbformat.write(nb, str(root / "submitted" / student / "ps1" / f"{n}.ipynb"))
+    t_auto = time.perf_counter()
+    _nbgrader(root, "autograde", "ps1", "--Execute.timeout=300", timeout=900)
+    t_auto = time.perf_counter() - t_auto
+    _nbgrader(root, "export", f"--to={root / 'grades.csv'}")
+    rows = {r["student_id"]: r for r in csv.DictReader((root / "grades.csv").open())}
+    n_points = sum(len(EDITIONS[n].exercises) for n in NBGRADER_CHAPTERS)
+    assert set(rows) == {"filled", "blank", "gamed"}
+    assert all(float(r["max_score"]) == n_points for r in rows.values())
+    assert float(rows["filled"]["score"]) == n_points, rows["filled"]
+    assert float(rows["blank"]["score"]) == 0, rows["blank"]
+    n01 = len(EDITIONS["01_denoisers"].exercises)
+    assert float(rows["gamed"]["score"]) == n01, rows["gamed"]
+    from nbgrader.api import Gradebook
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        assert gb.find_submission_notebook("09_detection", "ps1", "gamed").score == 0
+        assert gb.find_submission_notebook("01_denoisers", "ps1", "gamed").score == n01
+        assert gb.find_submission_notebook("01_denoisers", "ps1", "filled").score == n01
+    # the autograded notebooks: which tests ran, and what they said
+    for student in ("filled", "blank", "gamed"):
+        for n in NBGRADER_CHAPTERS:
+            nb = nbformat.read(str(root / "autograded" / student / "ps1" / f"{n}.ipynb"), as_version=4)
+            errors = [(i, o.ename) for i, c in enumerate(nb.cells) if c.cell_type == "code"
+                      for o in c.outputs if o.output_type == "error"]
+            checks = [i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade")]
+            assert all(i in checks for i, _ in errors), (student, n, errors)     # the lecture ran
+            for ex in EDITIONS[n].exercises:
+                k = _by_grade_id(nb, f"{ex.label}-check")
+                assert "hidden=True" in k.source                  # nbgrader put the hidden tests back
+                out = "".join(o.get("text", "") for o in k.outputs)
+                err = [o for o in k.outputs if o.output_type == "error"]
+                if student == "filled" or (student == "gamed" and ex is not tpr):
+                    assert not err and sum(l.startswith("Correct") for l in out.splitlines()) == 2, out
+                elif student == "blank":
+                    assert err and err[0].ename == "AssertionError" and "not attempted" in out
+                else:
+                    assert err and err[0].ename == "AssertionError" and "hidden" in err[0].evalue, err
+                    assert out.startswith("Correct"), "the gamed answer passes the practice cases"
+    print(f"nbgrader round trip: {time.perf_counter() - t0:.1f} s (autograde {t_auto:.1f} s)")
 
 
 def test_time_command_writes_the_measurements(tmp_path):

@@ -207,8 +207,23 @@ def _ways_to_call_the_reference():
         sys.setprofile(None)
         return direct(y, X, sigma)
 
+    def in_a_thread(y, X, sigma):
+        import threading
+        out = {}
+        t = threading.Thread(target=lambda: out.update(r=direct(y, X, sigma)))
+        t.start()
+        t.join()
+        return out["r"]
+
+    def through_a_renamed_copy(y, X, sigma):
+        import types
+        code = alias.__code__.replace(co_name="mine")
+        mine = types.FunctionType(code, alias.__globals__, "mine", alias.__defaults__, alias.__closure__)
+        mine.__kwdefaults__ = alias.__kwdefaults__
+        return mine(torch.from_numpy(y), torch.from_numpy(X), sigma).numpy()
+
     return [direct, through_an_alias, through_getattr, through_a_default, only_on_hard_cases,
-            switching_the_guard_off]
+            switching_the_guard_off, in_a_thread, through_a_renamed_copy]
 
 
 @pytest.mark.parametrize("answer", _ways_to_call_the_reference(), ids=lambda f: f.__name__)
@@ -249,3 +264,50 @@ def test_every_forbidden_name_resolves_to_a_function():
             exercises.ReferenceGuard(f.forbid)                    # ValueError if a name is stale
     with pytest.raises(ValueError, match="does not name a function"):
         exercises.ReferenceGuard(["utils.metrics.no_such_function"])
+
+
+# ---- chapter 1 referee: answers that the empirical-denoiser checker used to let through ----------
+def _nearest_point_fallback(y, X, sigma):
+    """The naive formula, with the nearest training point wherever it gives NaN (a wrong answer)."""
+    d2 = ((y[:, None, :] - X[None]) ** 2).sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w = np.exp(-d2 / (2 * sigma ** 2))
+        out = (w / w.sum(1, keepdims=True)) @ X
+    return np.where(np.isnan(out), X[d2.argmin(1)], out)
+
+
+def test_nearest_point_fallback_fails_the_hidden_large_noise_case():
+    exercises.check_empirical_denoiser(_nearest_point_fallback)          # the practice cases miss it
+    with pytest.raises(AssertionError, match="large noise in high dimension"):
+        exercises.check_empirical_denoiser(_nearest_point_fallback, hidden=True)
+
+
+def test_float32_answers_still_pass_the_hidden_cases():
+    def f32(y, X, sigma):
+        d2 = ((y[:, None, :] - X[None]) ** 2).sum(-1).astype(np.float32)
+        logits = -d2 / np.float32(2 * sigma ** 2)
+        w = np.exp(logits - logits.max(1, keepdims=True))
+        return (w / w.sum(1, keepdims=True)) @ X.astype(np.float32)
+    assert exercises.check_empirical_denoiser(f32, hidden=True) is True
+
+
+@pytest.mark.parametrize("hidden", [False, True])
+def test_calling_the_private_softmax_weights_fails_the_check(hidden):
+    from utils.diffusion import _softmax_weights
+
+    def through_softmax_weights(y, X, sigma):
+        w = _softmax_weights(torch.from_numpy(y), torch.from_numpy(X), torch.tensor(float(sigma), dtype=torch.float64))
+        return (w @ torch.from_numpy(X)).numpy()
+    with pytest.raises(AssertionError, match="_softmax_weights"):
+        exercises.check_empirical_denoiser(through_softmax_weights, hidden=hidden)
+
+
+def test_a_refused_answer_is_not_told_it_is_correct(capsys):
+    def direct(y, X, sigma):
+        from utils.diffusion import empirical_denoiser
+        return empirical_denoiser(torch.from_numpy(y), torch.from_numpy(X), sigma).numpy()
+    with pytest.raises(AssertionError, match="book's own answer"):
+        exercises.check_empirical_denoiser(direct)
+    assert "Correct" not in capsys.readouterr().out
+    assert exercises.check_empirical_denoiser(_own_f_emp)
+    assert "Correct" in capsys.readouterr().out

@@ -3,7 +3,8 @@
 Commands::
 
     python -m utils.course student OUT_DIR [chapters...] [--clear-all]
-    python -m utils.course grade SUBMISSIONS_DIR [--out scores.csv] [--timeout 300] [chapters...]
+    python -m utils.course handout OUT_DIR [chapters...] [--clear-all] [--title T]   # what students get
+    python -m utils.course grade SUBMISSIONS_DIR [--out scores.csv] [--timeout 300] [--salt S] [chapters...]
     python -m utils.course source OUT_DIR [chapters...]      # nbgrader "source" version (instructors only)
 
 How exercises are found (nothing is hard-coded; whatever the chapters contain when it runs):
@@ -29,12 +30,15 @@ Outputs are cleared for every code cell from the first exercise of a chapter on 
 section) and for every new cell; the lecture's outputs before the first exercise are kept, since
 the online book shows them anyway (``--clear-all`` clears every output).
 
-The grader reads each student's answer cells (by tag), executes one exercise at a time in a fresh
-Python process, in a namespace holding the chapter's imports and the earlier top-level statements
-the answer's free names need (a program slice of the chapter's student edition, taken from the
-instructor's copy, never from the submission), then calls the chapter's own checker calls with
-``hidden=True`` under a time limit, and writes ``student, chapter, exercise, points, message``.
-Student code is executed: run the grader in a sandbox (a container without network).
+The grader (:mod:`utils.grading`) reads each student's answer cells (by tag) and grades one
+exercise at a time under a time limit: the answer runs in a process of its own, in a namespace
+holding the chapter's imports and the earlier top-level statements the answer's free names need (a
+program slice of the chapter's student edition, taken from the instructor's copy, never from the
+submission), inside a throwaway copy of ``utils`` and the book's data; the chapter's own checker
+calls run with ``hidden=True`` in another process, which calls the student's functions across the
+process boundary and gets back only data (:mod:`utils.answer_process`). It writes ``student,
+chapter, exercise, points, message``. Student code is executed: run the grader in a sandbox (a
+container without network).
 """
 from __future__ import annotations
 
@@ -42,11 +46,9 @@ import argparse
 import ast
 import builtins
 import copy
-import csv
 import json
 import os
 import re
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,21 +214,28 @@ def _answer_functions(tree, calls: list[str]) -> set[str]:
 
 
 def answer_code(src: str) -> str:
-    """What the grader runs of an answer cell: its imports, function and class definitions, and
-    assignments of literal constants (in order); anything else (experiments, prints, checker calls)
-    is left out."""
+    """What the grader runs of an answer cell, in order: its imports, function and class
+    definitions, and assignments (constants such as ``TOL = np.finfo(float).eps``), except an
+    assignment that calls a function or class the cell defines or a checker (a run of the
+    experiment); bare expressions (prints, checker calls) are left out too."""
     tree = _parse(src)
     if tree is None:
         return src
+    own = {s.name for s in tree.body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+
+    def runs_the_answer(node) -> bool:
+        for n in ast.walk(node):
+            if isinstance(n, ast.Call):
+                f = n.func
+                name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+                if name in own or name.startswith("check_"):
+                    return True
+        return False
     keep = []
     for s in tree.body:
         if isinstance(s, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             keep.append(s)
-        elif isinstance(s, ast.Assign):
-            try:
-                ast.literal_eval(s.value)
-            except (ValueError, SyntaxError, TypeError):
-                continue
+        elif isinstance(s, (ast.Assign, ast.AnnAssign)) and s.value is not None and not runs_the_answer(s.value):
             keep.append(s)
     return ast.unparse(ast.Module(body=keep, type_ignores=[]))
 
@@ -458,6 +467,48 @@ def write_student_edition(out_dir: Path, chapters: list[Path] | None = None,
     return eds
 
 
+HANDOUT_README = """# {title}
+
+The chapters in `book/` are the student edition of the book: the exercises are there, their
+solutions are not. Each coding exercise has an *answer* cell whose functions raise
+`NotImplementedError` until you write them, and a *check* cell that tests your functions on a few
+cases and tells you what is wrong (never the expected value). Your teacher grades the answer cells
+with more cases than the check cell shows, so make your function right, not just the check pass.
+Calling the book's own implementation of the function you are asked to write fails the check.
+
+Set up (Python 3.10 or newer):
+
+    python -m venv .venv && . .venv/bin/activate
+    pip install torch            # on a laptop without a GPU: pip install torch --index-url https://download.pytorch.org/whl/cpu
+    pip install -r requirements.txt
+    pip install jupyterlab && jupyter lab      # then open the notebooks in book/
+
+Keep the folders as they are: each notebook's first cell finds the `utils` package in the folder
+above it. Hand in the notebooks you completed, one file per chapter, without renaming them.
+"""
+
+
+def write_handout(out_dir: Path, chapters: list[Path] | None = None, clear_all: bool = False,
+                  title: str = "Assignment") -> list[Edition]:
+    """Write a folder to give students: ``OUT_DIR/book/`` (the student edition and
+    ``exercises.json``, with ``book/checkpoints`` and ``book/results``, which the chapters read),
+    ``OUT_DIR/utils/`` (the package, without caches), ``requirements.txt`` and a ``README.md``.
+    Nothing else of the repository travels: no tests (they hold working answers), no git history,
+    no instructor notebooks, no built pages. ``OUT_DIR`` must not exist yet."""
+    import shutil
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        raise FileExistsError(f"{out_dir} exists: give a new folder for the handout")
+    eds = write_student_edition(out_dir / "book", chapters, clear_all=clear_all)
+    for data in ("checkpoints", "results"):
+        if (BOOK / data).is_dir():
+            shutil.copytree(BOOK / data, out_dir / "book" / data)
+    shutil.copytree(ROOT / "utils", out_dir / "utils", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copyfile(ROOT / "requirements.txt", out_dir / "requirements.txt")
+    (out_dir / "README.md").write_text(HANDOUT_README.format(title=title))
+    return eds
+
+
 def filled_in(ed: Edition) -> nbformat.NotebookNode:
     """The student edition with the book's solution code pasted back into the answer cells."""
     nb = copy.deepcopy(ed.nb)
@@ -488,17 +539,61 @@ def _marked(solution: str) -> str:
 
 
 def source_edition(ed: Edition) -> nbformat.NotebookNode:
-    """An nbgrader *source* notebook (instructors only): the answer cells hold the book's solution
-    with each function body between ``### BEGIN SOLUTION`` / ``### END SOLUTION``, and each check cell
-    adds the grader's call between ``### BEGIN HIDDEN TESTS`` / ``### END HIDDEN TESTS``, which
-    ``nbgrader generate_assignment`` removes from the students' copy."""
+    """An nbgrader *source* notebook (instructors only): the answer cells hold the stub's instruction
+    lines and the book's solution with each function body between ``### BEGIN SOLUTION`` /
+    ``### END SOLUTION``, and each check cell adds the grader's call between
+    ``### BEGIN HIDDEN TESTS`` / ``### END HIDDEN TESTS``, which ``nbgrader generate_assignment``
+    removes from the students' copy. :func:`write_source_edition` writes them with their data files."""
     nb = copy.deepcopy(ed.nb)
     for ex in ed.exercises:
-        nb.cells[ex.answer_index].source = _marked(ex.solution)
+        stub = nb.cells[ex.answer_index].source.splitlines()
+        header = [l for l in stub[:2] if l.startswith("#")]        # the stub's instructions
+        nb.cells[ex.answer_index].source = "".join(l + "\n" for l in header) + _marked(ex.solution)
         hidden = [f"assert {_with_hidden(c)}" for c in ex.checkers]
         nb.cells[ex.answer_index + 1].source = "\n".join(
             [f"assert {c}" for c in ex.checkers] + ["### BEGIN HIDDEN TESTS"] + hidden + ["### END HIDDEN TESTS"]) + "\n"
     return nb
+
+
+_DATA_LITERAL = re.compile(r"""["']([\w./-]+\.\w+)["']""")
+
+
+def source_data_files(path: Path) -> list[Path]:
+    """The files under ``book/`` that a chapter's code cells name by a relative path (string
+    literals such as ``"results/planted_samples.safetensors"``), with each one's ``.json`` sidecar
+    where it has one, relative to ``book/``. nbgrader executes a notebook in its own folder
+    (``autograded/<student>/<assignment>/``), so these must travel with the assignment."""
+    nb = nbformat.read(str(path), as_version=4)
+    out = []
+    for c in nb.cells:
+        if c.cell_type != "code":
+            continue
+        for m in _DATA_LITERAL.finditer(c.source):
+            rel = Path(m.group(1))
+            if rel.is_absolute() or ".." in rel.parts or rel.suffix == ".ipynb":
+                continue
+            for f in (rel, rel.with_suffix(".json")):
+                if (BOOK / f).is_file() and f not in out:
+                    out.append(f)
+    return out
+
+
+def write_source_edition(out_dir: Path, chapters: list[Path] | None = None) -> list[Edition]:
+    """Write nbgrader source notebooks ``OUT_DIR/<chapter>.ipynb`` (see :func:`source_edition`)
+    and copy the data files they read (:func:`source_data_files`) to the same relative paths
+    under ``OUT_DIR``, which nbgrader copies on into the release and every autograded folder."""
+    import shutil
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    eds = []
+    for p in chapters or toc_chapters():
+        ed = student_edition(Path(p))
+        nbformat.write(source_edition(ed), str(out_dir / f"{ed.chapter}.ipynb"))
+        for rel in source_data_files(Path(p)):
+            (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(BOOK / rel, out_dir / rel)
+        eds.append(ed)
+    return eds
 
 
 # ----------------------------------------------------------------------------------------------
@@ -548,88 +643,16 @@ def _context(ed: Edition, ex: Exercise, answer: str, earlier: dict[str, str] | N
     return "\n".join(ast.unparse(stmts[i]) for i in sorted(chosen))
 
 
-def _worker() -> None:
-    """Run one exercise (a JSON job on stdin) and print one JSON result line."""
-    import contextlib
-    import io
-    job = json.loads(sys.stdin.read())
-    sys.path.insert(0, str(ROOT))
-    os.chdir(job["cwd"])
-    ns = {"__name__": "__main__"}
-    buf = io.StringIO()
-    res = {"points": 0, "message": ""}
-    try:
-        with contextlib.redirect_stdout(buf):
-            exec(compile(job["context"], "<chapter context>", "exec"), ns)
-    except Exception as exc:        # the chapter's own code: an instructor's problem
-        res["message"] = f"grader error: the chapter context failed ({type(exc).__name__}: {exc})"
-        print("@@RESULT@@" + json.dumps(res))
-        return
-    try:
-        with contextlib.redirect_stdout(buf):
-            exec(compile(job["answer"], "<your answer>", "exec"), ns)
-    except NotImplementedError:
-        res["message"] = "not attempted"
-        print("@@RESULT@@" + json.dumps(res))
-        return
-    except BaseException as exc:
-        res["message"] = f"your cell raised {type(exc).__name__}: {str(exc)[:300]}"
-        print("@@RESULT@@" + json.dumps(res))
-        return
-    import time
-    ok, messages = True, []
-    res["seconds"] = {}
-    for call in job.get("practice", []):       # timing runs only (``python -m utils.course time``)
-        t0, c0 = time.perf_counter(), time.process_time()
-        with contextlib.redirect_stdout(io.StringIO()):
-            eval(compile(call, "<check>", "eval"), ns)
-        res["seconds"]["practice"] = res["seconds"].get("practice", 0.0) + time.perf_counter() - t0
-        res["seconds"]["practice_cpu"] = res["seconds"].get("practice_cpu", 0.0) + time.process_time() - c0
-    t0, c0 = time.perf_counter(), time.process_time()
-    for call in job["checks"]:
-        buf = io.StringIO()
-        try:
-            with contextlib.redirect_stdout(buf):
-                got = eval(compile(call, "<check>", "eval"), ns)
-        except AssertionError as exc:
-            ok = False
-            messages.append(f"failed: {str(exc)[:400]}")
-            continue
-        except BaseException as exc:
-            ok = False
-            messages.append(f"failed: {type(exc).__name__}: {str(exc)[:300]}")
-            continue
-        if got is not True:
-            ok = False
-            messages.append("not attempted" if "not attempted" in buf.getvalue() else "the checker did not pass")
-    res["seconds"]["hidden"] = time.perf_counter() - t0
-    res["seconds"]["hidden_cpu"] = time.process_time() - c0
-    res["points"] = int(ok)
-    res["message"] = "passed (practice and hidden cases)" if ok else "; ".join(dict.fromkeys(messages))
-    print("@@RESULT@@" + json.dumps(res))
-
-
 def grade_exercise(ed: Edition, ex: Exercise, answer: str, timeout: float = 300,
-                   earlier: dict[str, str] | None = None) -> tuple[int, str]:
-    """(points, message) for one answer, run in a fresh Python process with a time limit."""
-    if not answer.strip() or answer_code(answer).strip() == answer_code(ed.nb.cells[ex.answer_index].source).strip():
-        return 0, "not attempted"
-    job = {"cwd": str(BOOK), "context": _context(ed, ex, answer, earlier), "answer": answer_code(answer),
-           "checks": [_with_hidden(c) for c in ex.checkers]}
-    r = _run_job(job, timeout)
-    return int(r["points"]), r["message"]
+                   earlier: dict[str, str] | None = None, **kw) -> tuple[int, str]:
+    """(points, message) for one answer (see :func:`utils.grading.grade_exercise`)."""
+    from .grading import grade_exercise as run
+    return run(ed, ex, answer, timeout=timeout, earlier=earlier, **kw)
 
 
 def _run_job(job: dict, timeout: float) -> dict:
-    try:
-        p = subprocess.run([sys.executable, "-m", "utils.course", "_worker"], input=json.dumps(job),
-                           capture_output=True, text=True, timeout=timeout, cwd=str(ROOT))
-    except subprocess.TimeoutExpired:
-        return {"points": 0, "message": f"timed out after {timeout:g} s"}
-    for line in p.stdout.splitlines()[::-1]:
-        if line.startswith("@@RESULT@@"):
-            return json.loads(line[len("@@RESULT@@"):])
-    return {"points": 0, "message": f"the grader's process died (exit code {p.returncode})"}
+    from .grading import run_job
+    return run_job(job, timeout)
 
 
 def time_exercises(chapters: list[Path] | None = None, out: Path | None = None) -> dict:
@@ -740,37 +763,10 @@ def answers(nb: nbformat.NotebookNode) -> dict[str, str]:
 
 
 def grade(submissions: Path, out_csv: Path | None = None, chapters: list[Path] | None = None,
-          timeout: float = 300) -> list[dict]:
-    """Grade ``SUBMISSIONS/<student>/<chapter>.ipynb``; return and (optionally) write the rows."""
-    eds = {e.chapter: e for e in (student_edition(Path(p)) for p in (chapters or toc_chapters()))}
-    rows = []
-    for sdir in sorted(p for p in Path(submissions).iterdir() if p.is_dir()):
-        for chapter, ed in eds.items():
-            f = sdir / f"{chapter}.ipynb"
-            if not f.exists() or not ed.exercises:
-                continue
-            try:
-                got = answers(nbformat.read(str(f), as_version=4))
-            except Exception as exc:
-                got, bad = {}, f"unreadable notebook ({type(exc).__name__})"
-            else:
-                bad = None
-            for ex in ed.exercises:
-                if bad:
-                    pts, msg = 0, bad
-                elif ex.label not in got:
-                    pts, msg = 0, "not attempted (answer cell missing)"
-                else:
-                    pts, msg = grade_exercise(ed, ex, got[ex.label], timeout=timeout, earlier=got)
-                rows.append({"student": sdir.name, "chapter": chapter, "exercise": ex.label,
-                             "points": pts, "message": msg})
-                print(f"{sdir.name:>16s} {chapter:>22s} {ex.label:>26s} {pts}  {msg}", flush=True)
-    if out_csv:
-        with open(out_csv, "w", newline="") as fh:
-            w = csv.DictWriter(fh, ["student", "chapter", "exercise", "points", "message"])
-            w.writeheader()
-            w.writerows(rows)
-    return rows
+          timeout: float = 300, salt: str | None = None) -> list[dict]:
+    """Grade ``SUBMISSIONS/<student>/<chapter>.ipynb`` (see :func:`utils.grading.grade`)."""
+    from .grading import grade as run
+    return run(submissions, out_csv, chapters, timeout=timeout, salt=salt)
 
 
 def _chapter_paths(names: list[str]) -> list[Path] | None:
@@ -789,7 +785,8 @@ def _chapter_paths(names: list[str]) -> list[Path] | None:
 
 def main(argv=None) -> None:
     if argv is None and len(sys.argv) > 1 and sys.argv[1] == "_worker":
-        return _worker()
+        from .grading import worker
+        return worker()
     ap = argparse.ArgumentParser(prog="python -m utils.course", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("student", help="write the student edition")
@@ -801,6 +798,15 @@ def main(argv=None) -> None:
     g.add_argument("chapters", nargs="*")
     g.add_argument("--out", default="scores.csv")
     g.add_argument("--timeout", type=float, default=300, help="seconds per exercise")
+    g.add_argument("--salt", default=None,
+                   help="seed of the hidden cases (default: a fresh random one, printed; give it "
+                        "again to regrade with the same hidden inputs)")
+    h = sub.add_parser("handout", help="write a folder to give students: the student edition, its "
+                                       "data, utils, requirements.txt and a README (no tests, no git)")
+    h.add_argument("out_dir")
+    h.add_argument("chapters", nargs="*")
+    h.add_argument("--clear-all", action="store_true", help="clear every output, not only the exercise sections'")
+    h.add_argument("--title", default="Assignment", help="the README's title")
     o = sub.add_parser("source", help="write nbgrader source notebooks (with solutions: instructors only)")
     o.add_argument("out_dir")
     o.add_argument("chapters", nargs="*")
@@ -817,8 +823,15 @@ def main(argv=None) -> None:
         eds = write_student_edition(Path(a.out_dir), _chapter_paths(a.chapters), clear_all=a.clear_all)
         for e in eds:
             print(f"{e.chapter}: {len(e.exercises)} graded exercise(s) {[x.label for x in e.exercises]}")
+    elif a.cmd == "handout":
+        eds = write_handout(Path(a.out_dir), _chapter_paths(a.chapters), clear_all=a.clear_all, title=a.title)
+        print(f"handout of {len(eds)} chapter(s) in {a.out_dir}: give the whole folder to the students")
     elif a.cmd == "grade":
-        rows = grade(Path(a.submissions), Path(a.out), _chapter_paths(a.chapters), timeout=a.timeout)
+        import secrets
+        salt = a.salt or secrets.token_hex(8)
+        rows = grade(Path(a.submissions), Path(a.out), _chapter_paths(a.chapters), timeout=a.timeout,
+                     salt=salt)
+        print(f"hidden cases drawn with salt {salt} (keep it to regrade with the same inputs)")
         print(f"{sum(r['points'] for r in rows)} of {len(rows)} points; table in {a.out}")
     elif a.cmd == "time":
         res = time_exercises(_chapter_paths(a.chapters), Path(a.out))
@@ -829,12 +842,8 @@ def main(argv=None) -> None:
         write_times_table(json.loads(Path(a.json).read_text()), Path(a.page))
         print(f"table written to {a.page} from {a.json}")
     else:
-        out = Path(a.out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        for p in _chapter_paths(a.chapters) or toc_chapters():
-            ed = student_edition(Path(p))
-            nbformat.write(source_edition(ed), str(out / f"{ed.chapter}.ipynb"))
-        print(f"nbgrader source notebooks in {out}")
+        eds = write_source_edition(Path(a.out_dir), _chapter_paths(a.chapters) or None)
+        print(f"nbgrader source notebooks of {len(eds)} chapter(s), with their data files, in {a.out_dir}")
 
 
 if __name__ == "__main__":

@@ -74,8 +74,9 @@ def empirical_jacobian(y, X_train, sigma) -> torch.Tensor:
     """Jacobian of :func:`empirical_denoiser` at each input: (m, d) inputs -> (m, d, d) float64.
 
     J(y) = Cov_w(x) / sigma^2 = sum_i w_i(y) (x_i - f(y))(x_i - f(y))^T / sigma^2, the posterior
-    covariance of the training point given y, divided by sigma^2 (chapter 10 proves it). It is
-    symmetric positive semidefinite, and it vanishes when the posterior sits on one training point.
+    covariance of the training point given y, divided by sigma^2 (chapter 1's exercise
+    ex-emp-jacobian proves it). It is symmetric positive semidefinite, and it vanishes when the
+    posterior sits on one training point.
     ``sigma`` is a positive float.
     """
     w = posterior_weights(y, X_train, sigma)                        # (m, n), validates the inputs
