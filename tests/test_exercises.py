@@ -222,8 +222,25 @@ def _ways_to_call_the_reference():
         mine.__kwdefaults__ = alias.__kwdefaults__
         return mine(torch.from_numpy(y), torch.from_numpy(X), sigma).numpy()
 
+    def through_a_copy_in_another_file(y, X, sigma):
+        import types
+        code = alias.__code__.replace(co_name="mine", co_filename="mine.py", co_firstlineno=1)
+        mine = types.FunctionType(code, alias.__globals__, "mine", alias.__defaults__, alias.__closure__)
+        mine.__kwdefaults__ = alias.__kwdefaults__
+        return mine(torch.from_numpy(y), torch.from_numpy(X), sigma).numpy()
+
+    def switching_the_guard_off_and_on(y, X, sigma):
+        import sys
+        h = sys.getprofile()
+        sys.setprofile(None)
+        try:
+            return direct(y, X, sigma)
+        finally:
+            sys.setprofile(h)
+
     return [direct, through_an_alias, through_getattr, through_a_default, only_on_hard_cases,
-            switching_the_guard_off, in_a_thread, through_a_renamed_copy]
+            switching_the_guard_off, in_a_thread, through_a_renamed_copy,
+            through_a_copy_in_another_file, switching_the_guard_off_and_on]
 
 
 @pytest.mark.parametrize("answer", _ways_to_call_the_reference(), ids=lambda f: f.__name__)

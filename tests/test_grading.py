@@ -104,3 +104,43 @@ def test_answer_constants_computed_by_calls_are_kept():
     assert _grade(answer)[0] == 1
     experiment = answer + f"\nresult = {FN}(np.zeros(3), np.array([0, 1, 1]), 0.1)\n"
     assert "result =" not in course.answer_code(experiment)       # a run of the answer is left out
+
+
+def _submit(tmp_path, answer, student="s"):
+    """A submissions folder with one student's chapter 9 whose tpr answer cell is ``answer``."""
+    import nbformat
+    nb = nbformat.from_dict(ED.nb)
+    for c in nb.cells:
+        if c.metadata.get("tags") == [f"exercise:{EX.label}"]:
+            c.source = answer
+    (tmp_path / "subs" / student).mkdir(parents=True)
+    nbformat.write(nb, str(tmp_path / "subs" / student / "09_detection.ipynb"))
+    return tmp_path / "subs"
+
+
+def test_a_process_left_behind_is_killed_before_the_scores_are_written(tmp_path):
+    """The answer forks, leaves its session (so killing the job's process group misses it) and
+    would write a file after the grader has finished; the grader kills it first."""
+    import time
+    marker = tmp_path / "still_alive"
+    answer = ("import os, time\n"
+              "def _fork():\n"
+              "    if os.fork() == 0:\n"
+              "        os.setsid()\n"
+              f"        time.sleep(4); open({str(marker)!r}, 'w').write('x'); os._exit(0)\n"
+              f"def {FN}(s, l, f, _x=_fork()):\n    return 0.0\n")
+    rows = grading.grade(_submit(tmp_path, answer), chapters=[course.BOOK / "09_detection.ipynb"], timeout=120)
+    assert [r["points"] for r in rows] == [0]
+    time.sleep(6)
+    assert not marker.exists()
+
+
+def test_a_file_planted_in_the_graders_utils_stops_grading(tmp_path):
+    planted = ROOT / "utils" / "__pycache__" / "zz_planted_by_test.pyc"
+    answer = (f"from pathlib import Path\n_ = Path({str(planted)!r}).write_bytes(b'x')\n"
+              f"def {FN}(s, l, f):\n    return 0.0\n")
+    try:
+        with pytest.raises(RuntimeError, match="utils/ changed"):
+            grading.grade(_submit(tmp_path, answer), chapters=[course.BOOK / "09_detection.ipynb"], timeout=120)
+    finally:
+        planted.unlink(missing_ok=True)

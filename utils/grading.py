@@ -42,6 +42,56 @@ _SANDBOX_IGNORE = shutil.ignore_patterns("*.ipynb", "_build", "_vendor", "_ext",
                                          ".ipynb_checkpoints", "*.md")
 
 
+# the modules the checkers import (lazily, inside their functions)
+CHECKER_MODULES = ("data", "diffusion", "gmm", "linear_dae", "memorization", "metrics", "models",
+                   "train", "steering", "unet")
+PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 4, 36
+
+
+def _prctl(option: int, value: int) -> bool:
+    """Linux ``prctl(option, value)``; False where it is not available."""
+    try:
+        import ctypes
+        return ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _descendants(pid: int) -> list[int]:
+    """Process ids of every descendant of ``pid`` (Linux ``/proc``; empty elsewhere)."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").glob("[0-9]*"):
+        try:
+            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def kill_leftovers(keep=()) -> int:
+    """Kill every process left under the grader but those in ``keep`` (an answer that forked and
+    left its session reaches the grader as an orphan, since :func:`grade` makes it a subreaper)
+    -> how many."""
+    pids = [p for p in _descendants(os.getpid()) if p not in set(keep)]
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    for pid in pids:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+    return len(pids)
+
+
 # ---------------------------------------------------------------------------------------------
 # the checker calls of a check cell
 # ---------------------------------------------------------------------------------------------
@@ -108,11 +158,15 @@ def worker() -> None:
     """The checker process: read one JSON job on stdin, print one result line with its nonce."""
     job = json.loads(sys.stdin.read())
     nonce = job.pop("nonce")
+    _prctl(PR_SET_DUMPABLE, 0)          # same-user processes cannot read this one's memory or /proc
     sys.path.insert(0, str(ROOT))
     if job.get("salt"):
         os.environ[SALT_VARIABLE] = job["salt"]
+    import importlib
     from . import exercises
     from .answer_process import AnswerError, AnswerProcess
+    for name in CHECKER_MODULES:        # imported before any answer runs: nothing planted later counts
+        importlib.import_module(f"utils.{name}")
 
     def finish(res):
         print(f"@@RESULT@@{nonce}@@" + json.dumps(res), flush=True)
@@ -145,7 +199,7 @@ def run_job(job: dict, timeout: float, salt: str = "") -> dict:
     """Run one job in a checker process (a session of its own, killed whole at the time limit)."""
     nonce = secrets.token_hex(16)
     job = {**job, "nonce": nonce, "salt": salt, "root": job.get("root", str(ROOT))}
-    env = {k: v for k, v in os.environ.items() if k != SALT_VARIABLE}
+    env = {k: v for k, v in os.environ.items() if k not in (SALT_VARIABLE, "PWD", "OLDPWD")}
     p = subprocess.Popen([sys.executable, "-m", "utils.course", "_worker"], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(ROOT),
                          env=env, start_new_session=True)
@@ -186,11 +240,19 @@ def sandbox(dest: Path) -> Path:
 
 
 def tree_digest(folder: Path) -> str:
-    """SHA-256 over the relative paths and contents of the ``.py`` files under ``folder``."""
+    """SHA-256 over the relative paths and contents of every file under ``folder`` (sources and
+    their compiled ``__pycache__`` files: a planted ``.pyc`` counts as a change)."""
     h = hashlib.sha256()
-    for f in sorted(Path(folder).rglob("*.py")):
+    for f in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
         h.update(str(f.relative_to(folder)).encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()
+
+
+def _compiled_utils() -> str:
+    """Compile ``utils/`` (so grading itself writes no ``.pyc`` there) -> its :func:`tree_digest`."""
+    import compileall
+    compileall.compile_dir(str(ROOT / "utils"), quiet=1)
+    return tree_digest(ROOT / "utils")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -222,38 +284,49 @@ def grade(submissions: Path, out_csv: Path | None = None, chapters: list[Path] |
 
     from .course import answers, student_edition, toc_chapters
     salt = secrets.token_hex(8) if salt is None else str(salt)
-    before = tree_digest(ROOT / "utils")
-    eds = {e.chapter: e for e in (student_edition(Path(p)) for p in (chapters or toc_chapters()))}
-    rows = []
-    for sdir in sorted(p for p in Path(submissions).iterdir() if p.is_dir()):
-        with tempfile.TemporaryDirectory(prefix=f"grade-{sdir.name[:20]}-") as tmp:
-            work = None
-            for chapter, ed in eds.items():
-                f = sdir / f"{chapter}.ipynb"
-                if not f.exists() or not ed.exercises:
-                    continue
-                try:
-                    got = answers(nbformat.read(str(f), as_version=4))
-                except Exception as exc:             # noqa: BLE001 - any unreadable file
-                    got, bad = {}, f"unreadable notebook ({type(exc).__name__})"
-                else:
-                    bad = None
-                for ex in ed.exercises:
-                    if bad:
-                        pts, msg = 0, bad
-                    elif ex.label not in got:
-                        pts, msg = 0, "not attempted (answer cell missing)"
-                    else:
-                        work = work or sandbox(Path(tmp))
-                        pts, msg = grade_exercise(ed, ex, got[ex.label], timeout=timeout, earlier=got,
-                                                  salt=salt, workdir=work)
-                    rows.append({"student": sdir.name, "chapter": chapter, "exercise": ex.label,
-                                 "points": pts, "message": msg})
-                    print(f"{sdir.name:>16s} {chapter:>22s} {ex.label:>26s} {pts}  {msg}", flush=True)
+    reaper = _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    had = set(_descendants(os.getpid()))                 # the caller's own processes stay
+    before = _compiled_utils()
+
+    def check_utils(who: str) -> None:
+        kill_leftovers(keep=had)
         if tree_digest(ROOT / "utils") != before:
-            raise RuntimeError(f"the grader's utils/ changed while grading {sdir.name}'s work: a "
-                               "submission wrote to it. Restore utils/ (git checkout utils) and "
-                               "grade in a container")
+            raise RuntimeError(f"the grader's utils/ changed while grading {who}'s work: a "
+                               "submission wrote to it. Restore utils/ (git checkout utils; delete "
+                               "utils/__pycache__) and grade in a container")
+    try:
+        eds = {e.chapter: e for e in (student_edition(Path(p)) for p in (chapters or toc_chapters()))}
+        rows = []
+        for sdir in sorted(p for p in Path(submissions).iterdir() if p.is_dir()):
+            with tempfile.TemporaryDirectory(prefix=f"grade-{sdir.name[:20]}-") as tmp:
+                work = None
+                for chapter, ed in eds.items():
+                    f = sdir / f"{chapter}.ipynb"
+                    if not f.exists() or not ed.exercises:
+                        continue
+                    try:
+                        got = answers(nbformat.read(str(f), as_version=4))
+                    except Exception as exc:             # noqa: BLE001 - any unreadable file
+                        got, bad = {}, f"unreadable notebook ({type(exc).__name__})"
+                    else:
+                        bad = None
+                    for ex in ed.exercises:
+                        if bad:
+                            pts, msg = 0, bad
+                        elif ex.label not in got:
+                            pts, msg = 0, "not attempted (answer cell missing)"
+                        else:
+                            work = work or sandbox(Path(tmp))
+                            pts, msg = grade_exercise(ed, ex, got[ex.label], timeout=timeout, earlier=got,
+                                                      salt=salt, workdir=work)
+                            check_utils(sdir.name)
+                        rows.append({"student": sdir.name, "chapter": chapter, "exercise": ex.label,
+                                     "points": pts, "message": msg})
+                        print(f"{sdir.name:>16s} {chapter:>22s} {ex.label:>26s} {pts}  {msg}", flush=True)
+            check_utils(sdir.name)
+    finally:
+        if reaper:
+            _prctl(PR_SET_CHILD_SUBREAPER, 0)
     if out_csv:
         with open(out_csv, "w", newline="") as fh:
             w = csv.DictWriter(fh, ["student", "chapter", "exercise", "points", "message"])
